@@ -1,0 +1,191 @@
+// Streaming validation of one JSONL data file: used by `posttrain validate` and by the pre-run
+// check. Reads the file once, with bounded memory, and for every good row hands the canonical
+// example to `onExample` (the controller writes those into the run folder, so the sidecar only
+// ever reads canonical rows and column mapping lives in this module alone).
+//
+// File-level trouble (missing, a directory, unreadable, gzip or UTF-16, no rows) throws DataError; row-level
+// trouble is collected in the report, every problem with its 1-based physical line number.
+import { stat, open, type FileHandle } from 'node:fs/promises';
+import { DATA_KINDS } from '../config/schema.js';
+import { didYouMean } from '../config/suggest.js';
+import { DataError, UsageError } from '../errors.js';
+import { RowChecker } from './formats.js';
+import { parseRow } from './json.js';
+import { LineReader, type RawLine } from './lines.js';
+import { ColumnMap } from './mapping.js';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  type Example,
+  type ExampleHandler,
+  type RowProblem,
+  type ValidateOptions,
+  type ValidationReport,
+} from './types.js';
+
+export * from './types.js';
+export { formatReport, formatProblem, summaryLine } from './report.js';
+export { parseMapFlags } from './mapping.js';
+export { splitSharedPrompt, ASSISTANT_MARKER } from './formats.js';
+
+export async function validateFile(path: string, opts: ValidateOptions, onExample?: ExampleHandler): Promise<ValidationReport> {
+  // Configuration first: a typo in a mapping or format fails before any I/O.
+  const formats = DATA_KINDS[opts.kind].formats as readonly string[];
+  if (!formats.includes(opts.format)) {
+    throw new UsageError(`Unknown ${opts.kind} data format "${opts.format}".${didYouMean(opts.format, formats)}`, `Formats: ${formats.join(', ')}.`);
+  }
+  const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  if (!(maxLineBytes >= 1)) throw new UsageError(`maxLineBytes must be at least 1 (got ${maxLineBytes}).`);
+  const limit = opts.limit ?? null;
+  if (limit !== null && !(Number.isInteger(limit) && limit >= 1)) throw new UsageError(`limit must be a whole number of rows, at least 1 (got ${limit}).`);
+  const checker = new RowChecker(
+    { kind: opts.kind, format: opts.format, requiredFields: opts.requiredFields ?? [], maxChars: opts.maxChars ?? null },
+    new ColumnMap(opts.kind, opts.format, opts.columns),
+  );
+
+  const handle = await openDataFile(path);
+  const reader = new LineReader(handle, maxLineBytes);
+  const lines = reader[Symbol.asyncIterator]();
+  const problems: RowProblem[] = [];
+  let rows = 0;
+  let ok = 0;
+  let blank = 0;
+  try {
+    while (limit === null || rows < limit) {
+      // Only the reader's own errors are file errors; errors from onExample propagate as they are.
+      let next: IteratorResult<RawLine>;
+      try {
+        next = await lines.next();
+      } catch (e) {
+        throw readError(path, e);
+      }
+      if (next.done) break;
+      const raw = next.value;
+      if (raw.kind === 'text' && raw.text.trim() === '') {
+        blank += 1;
+        continue;
+      }
+      rows += 1;
+      const example = checkLine(raw, checker, problems, maxLineBytes);
+      if (example === null) continue;
+      ok += 1;
+      if (onExample) await onExample(example, raw.line);
+    }
+  } finally {
+    // Stopped early (limit, or onExample threw): the reader releases its stream before we close.
+    await lines.return(undefined);
+    await handle.close();
+  }
+
+  if (rows === 0) {
+    const what = blank === 0 ? 'is empty' : `has only blank lines (${blank})`;
+    throw new DataError(`Data file ${path} ${what}: no rows to ${opts.kind === 'prompt' ? 'prompt with' : 'train on'}.`, 'Point the data path at a JSONL file with one JSON object per line.');
+  }
+
+  const counts: ValidationReport['counts'] = {};
+  for (const p of problems) counts[p.reason] = (counts[p.reason] ?? 0) + 1;
+  return {
+    file: path,
+    kind: opts.kind,
+    format: checker.format ?? opts.format,
+    rows,
+    ok,
+    bad: rows - ok,
+    blank,
+    problems,
+    counts,
+    bytes: reader.bytes,
+    sha256: reader.digest(),
+  };
+}
+
+/** One non-blank line → its canonical example, or null with its problems pushed. */
+function checkLine(raw: RawLine, checker: RowChecker, problems: RowProblem[], maxLineBytes: number): Example | null {
+  switch (raw.kind) {
+    case 'too_long':
+      problems.push({
+        line: raw.line,
+        field: null,
+        reason: 'line_too_long',
+        message: `line is ${raw.bytes.toLocaleString('en-US')} bytes, over the ${describeBytes(maxLineBytes)} limit per line; skipped`,
+      });
+      return null;
+    case 'invalid_utf8':
+      problems.push({
+        line: raw.line,
+        field: null,
+        reason: 'invalid_utf8',
+        message: `not valid UTF-8${raw.terminated ? '' : ' (and the file ends without a newline: it may have been cut mid-character)'}; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)`,
+      });
+      return null;
+    case 'text': {
+      const parsed = parseRow(raw.text, raw.terminated);
+      if (!parsed.ok) {
+        problems.push({ line: raw.line, field: null, reason: parsed.reason, message: parsed.message });
+        return null;
+      }
+      return checker.check(parsed.row, raw.line, problems);
+    }
+  }
+}
+
+/** 16777216 → "16 MiB", 100 → "100 bytes": the limit as a person would write it. */
+function describeBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n.toLocaleString('en-US')} bytes`;
+}
+
+async function openDataFile(path: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) {
+      throw new DataError(`Data path ${path} is a directory, not a JSONL file.`, 'Point it at the .jsonl file itself.');
+    }
+    handle = await open(path, 'r');
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw readError(path, e);
+  }
+  try {
+    await refuseNonUtf8Text(handle, path);
+  } catch (e) {
+    await handle.close();
+    throw e instanceof DataError ? e : readError(path, e);
+  }
+  return handle;
+}
+
+/**
+ * Two encodings users bring by accident would otherwise show up as a wall of per-line problems:
+ * a gzip-compressed .jsonl.gz, and UTF-16 text (Windows "Unicode" saves). Say so once instead.
+ */
+async function refuseNonUtf8Text(handle: FileHandle, path: string): Promise<void> {
+  const { buffer, bytesRead } = await handle.read(Buffer.alloc(2), 0, 2, 0);
+  if (bytesRead < 2) return;
+  const [a, b] = [buffer[0], buffer[1]];
+  if (a === 0x1f && b === 0x8b) {
+    throw new DataError(`Data file ${path} is gzip-compressed.`, `Decompress it first: gunzip -k ${path}`);
+  }
+  if ((a === 0xff && b === 0xfe) || (a === 0xfe && b === 0xff)) {
+    throw new DataError(`Data file ${path} is UTF-16 text; JSONL must be UTF-8.`, `Convert it: iconv -f UTF-16 -t UTF-8 ${path} > converted.jsonl`);
+  }
+}
+
+/** fs errors → DataError naming the file and what to do, without a stack trace. */
+function readError(path: string, e: unknown): DataError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return new DataError(`Data file not found: ${path}`, 'Check the path; relative paths are resolved from the current directory.');
+    case 'EACCES':
+    case 'EPERM':
+      return new DataError(`Cannot read data file ${path}: permission denied.`, 'Make the file readable (e.g. chmod u+r) or copy it somewhere you can read.');
+    case 'EISDIR':
+      return new DataError(`Data path ${path} is a directory, not a JSONL file.`, 'Point it at the .jsonl file itself.');
+    case 'ENOTDIR':
+      return new DataError(`Data file not found: ${path} (a part of the path is not a directory).`, 'Check the path.');
+    default:
+      return new DataError(`Cannot read data file ${path}: ${e instanceof Error ? e.message : String(e)}`, 'Check that the file is readable.');
+  }
+}
