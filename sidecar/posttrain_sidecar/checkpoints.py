@@ -1,0 +1,81 @@
+"""Checkpoint completeness, shared by the fake and (later) the real trainers.
+
+A checkpoint directory counts as complete only when its completion marker exists. The marker is
+written LAST and atomically (temp file + os.replace), so a crash mid-save leaves a checkpoint that
+``--resume`` skips instead of one it half-loads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+COMPLETE_MARKER = "posttrain-complete.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def write_complete_marker(checkpoint_dir: str | os.PathLike[str], **info: Any) -> Path:
+    """Mark ``checkpoint_dir`` complete. Call after every other file of the checkpoint is written."""
+    d = Path(checkpoint_dir)
+    files = sorted(p.name for p in d.iterdir() if p.name != COMPLETE_MARKER and not p.name.startswith("."))
+    marker = d / COMPLETE_MARKER
+    atomic_write_json(marker, {"complete": True, "written_at": time.time(), "files": files, **info})
+    return marker
+
+
+def clear_complete_marker(checkpoint_dir: str | os.PathLike[str]) -> None:
+    """Before (re)writing a checkpoint in place: it is incomplete until the marker is written again."""
+    try:
+        os.unlink(Path(checkpoint_dir) / COMPLETE_MARKER)
+    except FileNotFoundError:
+        pass
+
+
+def is_complete(checkpoint_dir: str | os.PathLike[str]) -> bool:
+    return (Path(checkpoint_dir) / COMPLETE_MARKER).is_file()
+
+
+def checkpoint_step(checkpoint_dir: str | os.PathLike[str]) -> int | None:
+    m = _CHECKPOINT_RE.match(Path(checkpoint_dir).name)
+    return int(m.group(1)) if m else None
+
+
+def latest_complete(checkpoints_dir: str | os.PathLike[str]) -> Path | None:
+    """The complete ``checkpoint-<step>`` under ``checkpoints_dir`` with the highest step, or None."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for child in root.iterdir():
+        step = checkpoint_step(child)
+        if step is None or not child.is_dir() or not is_complete(child):
+            continue
+        if best is None or step > best[0]:
+            best = (step, child)
+    return best[1] if best else None

@@ -1,0 +1,764 @@
+"""The sidecar's end of the wire: one DEALER socket owned by one I/O thread, plus ``serve()``.
+
+Threads:
+  * main thread: runs stages (training); talks to the controller only through ``Connection``
+    methods, which encode on the caller's thread and enqueue frames (thread-safe).
+  * I/O thread ("posttrain-io"): owns the DEALER socket; sends queued frames in order, sends
+    heartbeats once hello.ack arrived, receives and checks incoming messages. ``cancel`` and
+    ``shutdown`` set events; ``stage.request`` (and ``hello.ack``) go to the inbound queue.
+  * parent watchers (daemon): exit the process (code 70) when the controller goes away.
+
+Everything human-readable goes to stderr; stdout is never written.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import os
+import platform
+import queue
+import re as _re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Mapping
+
+import zmq
+
+from . import __version__
+from .protocol import (
+    CANCEL,
+    EVENT_CHECKPOINT,
+    EVENT_LOG,
+    EVENT_METRIC,
+    EVENT_STATE,
+    HEARTBEAT,
+    HELLO,
+    HELLO_ACK,
+    LOG_LEVELS,
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_MAJOR,
+    PROTOCOL_VERSION,
+    SHUTDOWN,
+    STAGE_REQUEST,
+    STAGE_RESULT,
+    ProtocolError,
+    decode,
+    encode,
+    make_envelope,
+)
+
+ENV_ENDPOINT = "POSTTRAIN_ENDPOINT"
+ENV_SESSION = "POSTTRAIN_SESSION"
+ENV_KEY = "POSTTRAIN_KEY"
+ENV_PARENT_PID = "POSTTRAIN_PARENT_PID"
+ENV_WATCH_STDIN = "POSTTRAIN_WATCH_STDIN"
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad environment, or no hello.ack in time
+EXIT_PARENT_GONE = 70
+EXIT_IO_FAILED = 71  # the I/O thread died: a sidecar that cannot talk is useless
+
+DEFAULT_HEARTBEAT_S = 2.0
+MIN_HEARTBEAT_S = 0.05
+POLL_MS = 50
+DEFAULT_ACK_TIMEOUT_S = 30.0
+CLOSE_LINGER_MS = 1000
+PARENT_POLL_S = 0.5
+
+_PROBE_PACKAGES = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "peft": "peft",
+    "trl": "trl",
+    "accelerate": "accelerate",
+    "bitsandbytes": "bitsandbytes",
+}
+
+
+def eprint(message: str) -> None:
+    """One line to stderr (the controller keeps a ring buffer of it)."""
+    try:
+        sys.stderr.write(f"posttrain-sidecar[{os.getpid()}]: {message}\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+class ConfigError(Exception):
+    """The environment the controller should have set is missing or malformed."""
+
+
+class StageError(Exception):
+    """A typed, in-band stage failure: becomes ``stage.result{status: error, error{...}}``."""
+
+    def __init__(self, code: str, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = bool(retryable)
+
+
+# --------------------------------------------------------------------------------------------
+# Parent death
+
+
+_watch_lock = threading.Lock()
+_watch_started = False
+
+
+def _parent_gone(why: str) -> None:
+    eprint(f"controller gone ({why}); exiting")
+    os._exit(EXIT_PARENT_GONE)
+
+
+def _watch_stdin() -> None:
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else 0
+    except (AttributeError, ValueError, OSError):
+        fd = 0
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            _parent_gone(f"stdin unreadable: {exc}")
+            return
+        if not chunk:
+            _parent_gone("stdin closed")
+            return
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def _watch_parent_pid(parent_pid: int) -> None:
+    initial_ppid = os.getppid()
+    while True:
+        time.sleep(PARENT_POLL_S)
+        ppid = os.getppid()
+        if ppid != initial_ppid:
+            _parent_gone(f"re-parented from pid {initial_ppid} to {ppid}")
+        if not _pid_alive(parent_pid):
+            _parent_gone(f"pid {parent_pid} no longer exists")
+
+
+def parse_parent_pid(env: Mapping[str, str]) -> int | None:
+    raw = env.get(ENV_PARENT_PID, "").strip()
+    if not raw:
+        return None
+    try:
+        pid = int(raw)
+    except ValueError:
+        eprint(f"ignoring {ENV_PARENT_PID}={raw!r}: not an integer")
+        return None
+    return pid if pid > 0 else None
+
+
+def start_parent_watch(parent_pid: int | None = None, watch_stdin: bool | None = None,
+                       env: Mapping[str, str] | None = None) -> None:
+    """Start the parent-death watchers once per process (later calls are no-ops).
+
+    stdin EOF counts as death only when ``POSTTRAIN_WATCH_STDIN=1`` (stdin may be /dev/null).
+    The pid watcher exits when ``POSTTRAIN_PARENT_PID`` no longer exists or when this process is
+    re-parented (its direct parent died). Not on Windows (os.kill(pid, 0) would kill there).
+    """
+    global _watch_started
+    env = os.environ if env is None else env
+    if watch_stdin is None:
+        watch_stdin = env.get(ENV_WATCH_STDIN, "") == "1"
+    if parent_pid is None:
+        parent_pid = parse_parent_pid(env)
+    with _watch_lock:
+        if _watch_started:
+            return
+        _watch_started = True
+    if watch_stdin:
+        threading.Thread(target=_watch_stdin, name="posttrain-stdin-watch", daemon=True).start()
+    if parent_pid is not None and os.name == "posix":
+        threading.Thread(target=_watch_parent_pid, args=(parent_pid,), name="posttrain-parent-watch",
+                         daemon=True).start()
+
+
+# --------------------------------------------------------------------------------------------
+# hello helpers (cheap: no torch import)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "posttrain_sidecar": __version__}
+    for key, dist in _PROBE_PACKAGES.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+        except Exception:
+            pass
+    versions["pyzmq"] = zmq.__version__
+    return versions
+
+
+def probe_device(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Guess the accelerator without importing torch: NVIDIA driver entries + CUDA_VISIBLE_DEVICES."""
+    env = os.environ if env is None else env
+    count = 0
+    try:
+        count = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        pass
+    if count == 0:
+        try:
+            count = sum(1 for n in os.listdir("/dev") if _re.fullmatch(r"nvidia\d+", n))
+        except OSError:
+            pass
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = []
+        for part in visible.split(","):
+            part = part.strip()
+            if not part or part.startswith("-"):
+                break  # CUDA stops enumerating at the first invalid entry ("-1" hides all)
+            ids.append(part)
+        count = min(count, len(ids))
+    return {"type": "cuda" if count > 0 else "cpu", "probe": True, "count": count}
+
+
+# --------------------------------------------------------------------------------------------
+# Connection
+
+
+def _parse_key(key: bytes | str | None) -> bytes:
+    if isinstance(key, bytes):
+        if not key:
+            raise ConfigError("empty HMAC key")
+        return key
+    if not key:
+        raise ConfigError(f"{ENV_KEY} is not set")
+    try:
+        raw = bytes.fromhex(key.strip())
+    except ValueError:
+        raise ConfigError(f"{ENV_KEY} is not hex") from None
+    if not raw:
+        raise ConfigError(f"{ENV_KEY} is empty")
+    return raw
+
+
+class Connection:
+    """The sidecar's connection to the controller. Methods are safe to call from any thread."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        session: str | None = None,
+        key: bytes | str | None = None,
+        parent_pid: int | None = None,
+        watch_stdin: bool | None = None,
+        env: Mapping[str, str] | None = None,
+    ):
+        env = os.environ if env is None else env
+        self.endpoint = endpoint or env.get(ENV_ENDPOINT, "")
+        if not self.endpoint:
+            raise ConfigError(f"{ENV_ENDPOINT} is not set")
+        self.session = session if session is not None else env.get(ENV_SESSION, "")
+        if not self.session:
+            raise ConfigError(f"{ENV_SESSION} is not set")
+        self.key = _parse_key(key if key is not None else env.get(ENV_KEY))
+        self.parent_pid = parent_pid if parent_pid is not None else parse_parent_pid(env)
+        self.watch_stdin = watch_stdin if watch_stdin is not None else env.get(ENV_WATCH_STDIN, "") == "1"
+        self.wire_major = PROTOCOL_MAJOR  # envelope `v` of what we send
+
+        self.cancel_requested = threading.Event()
+        self.shutdown_requested = threading.Event()
+        self.acked = threading.Event()
+        self.ack_body: dict[str, Any] | None = None
+        self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
+
+        self._cv = threading.Condition()
+        self._out: collections.deque[list[bytes]] = collections.deque()
+        self._enqueued = 0
+        self._sent = 0
+        self._inbound: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._requests_seen = 0
+        self._cancel_after = -1  # value of _requests_seen when the last cancel arrived
+        self._stop = threading.Event()
+        self._frozen = threading.Event()
+        self._ready = threading.Event()
+        self._io_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._dropped = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0) -> "Connection":
+        """Start the parent watchers and the I/O thread; return once the socket is connecting."""
+        if self._thread is not None:
+            return self
+        start_parent_watch(self.parent_pid, self.watch_stdin)
+        self._thread = threading.Thread(target=self._io_main, name="posttrain-io", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ConfigError(f"could not set up the socket to {self.endpoint} in {timeout} s")
+        if self._io_error is not None:
+            raise ConfigError(f"cannot connect to {self.endpoint!r}: {self._io_error}")
+        return self
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything enqueued so far was handed to the socket. False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            target = self._enqueued
+            while self._sent < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._frozen.is_set() or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cv.wait(min(left, 0.1))
+        return True
+
+    def close(self, flush_timeout: float = 5.0, linger_ms: int = CLOSE_LINGER_MS) -> None:
+        """Flush (bounded), stop the I/O thread, close the socket (bounded linger)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None and flush_timeout > 0:
+            if not self.flush(flush_timeout):
+                eprint("could not send every queued message before closing")
+        self._close_linger_ms = linger_ms if flush_timeout > 0 else 0
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=linger_ms / 1000.0 + 2.0)
+        for s in (self._wake_r, self._wake_w):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def freeze(self) -> None:
+        """Stop all socket traffic, heartbeats included (the fake's "hang")."""
+        self._frozen.set()
+        self._wake()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, type: str, body: Mapping[str, Any] | None = None, re: str | None = None) -> str:
+        """Queue one message; returns its id. Encodes on the caller's thread (TypeError surfaces here)."""
+        env = make_envelope(type, body, self.session, re, v=self.wire_major)
+        frames = encode(env, self.key)
+        if self._closed:
+            eprint(f"dropping {type!r}: connection closed")
+            return env["id"]
+        with self._cv:
+            self._out.append(frames)
+            self._enqueued += 1
+        self._wake()
+        return env["id"]
+
+    def hello(self, capabilities: list[str], fake: bool = False, protocol: str | None = None,
+              extra: Mapping[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {
+            "protocol": protocol if protocol is not None else PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "versions": package_versions(),
+            "device": probe_device(),
+            "capabilities": list(capabilities),
+            "fake": bool(fake),
+        }
+        if extra:
+            body.update(extra)
+        return self.send(HELLO, body)
+
+    def state(self, state: str, stage: str | None = None, message: str | None = None) -> str:
+        body: dict[str, Any] = {"state": state}
+        if stage is not None:
+            body["stage"] = stage
+        if message is not None:
+            body["message"] = message
+        return self.send(EVENT_STATE, body)
+
+    def metric(self, stage: str, step: int, values: Mapping[str, Any]) -> str | None:
+        """Send numeric values only (non-numbers are skipped); None when nothing was numeric."""
+        clean: dict[str, float] = {}
+        for k, v in values.items():
+            num = _as_float(v)
+            if num is not None:
+                clean[str(k)] = num
+        if not clean:
+            return None
+        return self.send(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
+
+    def log(self, level: str, message: str, stage: str | None = None) -> str:
+        level = level.lower() if isinstance(level, str) else "info"
+        if level == "warn":
+            level = "warning"
+        if level not in LOG_LEVELS:
+            level = "info"
+        body: dict[str, Any] = {"level": level, "message": str(message)}
+        if stage is not None:
+            body["stage"] = stage
+        return self.send(EVENT_LOG, body)
+
+    def checkpoint(self, stage: str, path: str | os.PathLike[str], step: int) -> str:
+        return self.send(EVENT_CHECKPOINT, {"stage": stage, "path": os.fspath(path), "step": int(step)})
+
+    def heartbeat(self) -> str:
+        return self.send(HEARTBEAT, {})
+
+    def result(self, re: str | None, stage: str | None, status: str, summary: Mapping[str, Any] | None = None,
+               error: Mapping[str, Any] | None = None) -> str:
+        body: dict[str, Any] = {"stage": stage, "status": status}
+        if summary is not None:
+            body["summary"] = dict(summary)
+        if error is not None:
+            body["error"] = dict(error)
+        return self.send(STAGE_RESULT, body, re=re)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def wait_ack(self, timeout: float = DEFAULT_ACK_TIMEOUT_S) -> bool:
+        """True once hello.ack arrived; False on timeout or when shutdown arrives first."""
+        deadline = time.monotonic() + timeout
+        while not self.acked.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.shutdown_requested.is_set():
+                return False
+            self.acked.wait(min(left, 0.1))
+        return True
+
+    def next_request(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next stage.request envelope; None on timeout or once shutdown was requested."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.shutdown_requested.is_set():
+                return None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                msg = self._inbound.get(timeout=left) if left is None or left > 0 else self._inbound.get_nowait()
+            except queue.Empty:
+                return None
+            if msg["type"] == STAGE_REQUEST:
+                return msg
+            if msg["type"] == SHUTDOWN:
+                return None
+            # hello.ack: nothing for the main thread to do (wait_ack uses the event)
+
+    def begin_stage(self, request: Mapping[str, Any]) -> None:
+        """Before running ``request``: clear a cancel that was meant for an earlier stage."""
+        with self._cv:
+            seq = request.get("_seq", self._requests_seen)
+            if self._cancel_after < seq and not self.shutdown_requested.is_set():
+                self.cancel_requested.clear()
+
+    # -- I/O thread --------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # buffer full (a wake is pending anyway) or closed
+
+    def _warn_dropped(self, reason: str) -> None:
+        self._dropped += 1
+        n = self._dropped
+        if n <= 20 or n % 100 == 0:
+            eprint(f"warning: dropped an incoming message ({reason}) [{n} dropped so far]")
+
+    def _handle(self, frames: list[bytes]) -> None:
+        try:
+            msg = decode(frames, self.key, self.session)
+        except ProtocolError as exc:
+            self._warn_dropped(exc.reason)
+            return
+        kind = msg["type"]
+        body = msg["body"]
+        if kind == CANCEL:
+            with self._cv:
+                self._cancel_after = self._requests_seen
+            self.cancel_requested.set()
+        elif kind == SHUTDOWN:
+            self.shutdown_requested.set()
+            self.cancel_requested.set()
+            self._inbound.put(msg)
+        elif kind == HELLO_ACK:
+            interval = body.get("heartbeat_interval_s")
+            if isinstance(interval, (int, float)) and not isinstance(interval, bool) and math.isfinite(interval) \
+                    and interval > 0:
+                self.heartbeat_interval_s = max(MIN_HEARTBEAT_S, float(interval))
+            self.ack_body = body
+            self.acked.set()
+            self._inbound.put(msg)
+        elif kind == STAGE_REQUEST:
+            with self._cv:
+                self._requests_seen += 1
+                msg["_seq"] = self._requests_seen
+            self._inbound.put(msg)
+        # unknown types: ignored
+
+    def _drain_out(self, sock: zmq.Socket) -> None:
+        while not self._frozen.is_set():
+            with self._cv:
+                if not self._out:
+                    return
+                frames = self._out[0]
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return  # peer's queue full: retry on the next turn
+            with self._cv:
+                self._out.popleft()
+                self._sent += 1
+                self._cv.notify_all()
+
+    def _reconnect(self, sock: zmq.Socket, monitor: zmq.Socket) -> None:
+        disconnected = False
+        while True:
+            try:
+                monitor.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            disconnected = True
+        if not disconnected or self._stop.is_set():
+            return
+        eprint("warning: the connection to the controller dropped (oversized or malformed frame?); reconnecting")
+        try:
+            sock.disconnect(self.endpoint)
+        except zmq.ZMQError:
+            pass
+        sock.connect(self.endpoint)
+
+    def _io_main(self) -> None:
+        ctx = zmq.Context()
+        sock = None
+        monitor = None
+        try:
+            try:
+                sock = ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+                sock.setsockopt(zmq.SNDHWM, 100_000)
+                # A stable routing id: the controller's ROUTER keeps addressing us after a reconnect.
+                sock.setsockopt(zmq.ROUTING_ID, f"sidecar-{os.getpid()}".encode())
+                # libzmq drops the connection for good on a protocol error (e.g. a frame over
+                # MAXMSGSIZE) instead of reconnecting: watch for disconnects and reconnect ourselves.
+                monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                sock.connect(self.endpoint)
+            except Exception as exc:
+                self._io_error = exc
+                return
+            finally:
+                self._ready.set()
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            next_hb: float | None = None
+            while not self._stop.is_set():
+                if self._frozen.is_set():
+                    self._stop.wait(0.05)
+                    continue
+                timeout_ms = POLL_MS
+                if next_hb is not None:
+                    timeout_ms = max(0, min(POLL_MS, int((next_hb - time.monotonic()) * 1000)))
+                events = dict(poller.poll(timeout_ms))
+                if self._wake_r.fileno() in events or self._wake_r in events:
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                if monitor in events:
+                    self._reconnect(sock, monitor)
+                if sock in events:
+                    for _ in range(1000):
+                        try:
+                            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._handle(frames)
+                if self._frozen.is_set():
+                    continue
+                self._drain_out(sock)
+                if self.acked.is_set():
+                    now = time.monotonic()
+                    if next_hb is None or now >= next_hb:
+                        env = make_envelope(HEARTBEAT, {}, self.session, v=self.wire_major)
+                        try:
+                            sock.send_multipart(encode(env, self.key), flags=zmq.NOBLOCK)
+                        except zmq.Again:
+                            pass
+                        next_hb = now + self.heartbeat_interval_s
+            if not self._frozen.is_set():
+                self._drain_out(sock)
+        except Exception:
+            eprint("I/O thread failed:\n" + traceback.format_exc().rstrip())
+            os._exit(EXIT_IO_FAILED)
+        finally:
+            if monitor is not None:
+                try:
+                    sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                monitor.close(linger=0)
+            if sock is not None:
+                linger = 0 if self._frozen.is_set() else getattr(self, "_close_linger_ms", 0)
+                sock.close(linger=linger)
+            ctx.term()
+            with self._cv:
+                self._cv.notify_all()
+
+
+def _as_float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalar
+        try:
+            v = v.item()
+        except Exception:
+            return None
+        return _as_float(v)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# serve()
+
+Handler = Callable[[dict, Connection], Any]
+
+
+def _check_request(body: Mapping[str, Any]) -> str | None:
+    """Why a stage.request body is malformed, or None."""
+    if not isinstance(body.get("stage"), str) or not body.get("stage"):
+        return "'stage' must be a non-empty string"
+    if not isinstance(body.get("config"), dict):
+        return "'config' must be a map"
+    if not isinstance(body.get("stage_dir"), str) or not body.get("stage_dir"):
+        return "'stage_dir' must be a non-empty string"
+    if body.get("data") is not None and not isinstance(body.get("data"), dict):
+        return "'data' must be a map"
+    for k in ("init_adapter", "resume_from"):
+        if body.get(k) is not None and not isinstance(body.get(k), str):
+            return f"'{k}' must be a path string or nil"
+    return None
+
+
+def error_block(exc: BaseException) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, StageError):
+        return {"code": exc.code, "message": exc.message, "traceback": tb, "retryable": exc.retryable}
+    name = type(exc).__name__
+    if "OutOfMemoryError" in name:
+        return {"code": "out_of_memory", "message": f"{name}: {exc}", "traceback": tb, "retryable": False}
+    return {"code": "internal_error", "message": f"{name}: {exc}", "traceback": tb, "retryable": False}
+
+
+def run_request(conn: Connection, handler: Handler, request: Mapping[str, Any]) -> str:
+    """Run one stage.request through ``handler`` and answer it with stage.result; returns the status."""
+    body = dict(request["body"])
+    stage = body.get("stage") if isinstance(body.get("stage"), str) else None
+    problem = _check_request(body)
+    if problem is not None:
+        conn.result(request["id"], stage, "error", error={
+            "code": "bad_request", "message": f"malformed stage.request: {problem}", "traceback": "",
+            "retryable": False})
+        return "error"
+    body.setdefault("data", {})
+    body.setdefault("init_adapter", None)
+    body.setdefault("resume_from", None)
+    conn.begin_stage(request)
+    try:
+        ret = handler(body, conn)
+    except Exception as exc:
+        err = error_block(exc)
+        if not isinstance(exc, StageError):
+            eprint(f"stage {stage} failed:\n{err['traceback'].rstrip()}")
+        conn.result(request["id"], stage, "error", error=err)
+        return "error"
+    status, summary = _normalise_return(ret)
+    error = None
+    if status == "error":
+        error = {"code": "stage_failed", "message": f"stage {stage} reported an error", "traceback": "",
+                 "retryable": False}
+    try:
+        conn.result(request["id"], stage, status, summary=summary, error=error)
+    except (TypeError, ValueError) as exc:  # a summary that cannot be sent
+        conn.result(request["id"], stage, "error", error=error_block(exc))
+        return "error"
+    return status
+
+
+def _normalise_return(ret: Any) -> tuple[str, dict[str, Any]]:
+    if ret is None:
+        return "ok", {}
+    if isinstance(ret, tuple) and len(ret) == 2:
+        status, summary = ret
+    elif isinstance(ret, Mapping):
+        status, summary = "ok", ret
+    else:
+        status, summary = ret, {}
+    if status not in ("ok", "error", "cancelled"):
+        return "error", {"invalid_status": str(status)}
+    return status, dict(summary or {})
+
+
+def serve(
+    handler: Handler,
+    capabilities: list[str],
+    fake: bool = False,
+    *,
+    protocol: str | None = None,
+    ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+    conn: Connection | None = None,
+    say_hello: bool = True,
+) -> int:
+    """Connect, say hello, wait for hello.ack, run stage requests until shutdown. Returns the exit code.
+
+    SIGINT is ignored: a terminal Ctrl-C reaches the whole process group, but cancelling is the
+    controller's call (it sends ``cancel``; it escalates with SIGTERM/SIGKILL).
+    """
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+    try:
+        if conn is None:
+            conn = Connection()
+        conn.connect()
+    except ConfigError as exc:
+        eprint(f"cannot start: {exc}")
+        return EXIT_USAGE
+    if say_hello:
+        conn.hello(capabilities, fake=fake, protocol=protocol)
+    if not conn.wait_ack(ack_timeout_s):
+        if conn.shutdown_requested.is_set():
+            conn.close()
+            return EXIT_OK
+        eprint(f"no hello.ack from the controller within {ack_timeout_s:g} s; exiting")
+        conn.close(flush_timeout=0)
+        return EXIT_USAGE
+    while not conn.shutdown_requested.is_set():
+        request = conn.next_request(timeout=0.5)
+        if request is None:
+            continue
+        run_request(conn, handler, request)
+    conn.close(flush_timeout=5.0)
+    return EXIT_OK

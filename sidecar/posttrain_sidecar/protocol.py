@@ -1,0 +1,203 @@
+"""Wire format shared by the real and the fake sidecar (see DESIGN.md, "Wire protocol").
+
+Every message travels as two ZeroMQ frames from the sidecar's DEALER: ``[signature, payload]``,
+where ``payload`` is the msgpack encoding of the envelope map
+
+    {v, id, type, re, session, ts, body}
+
+and ``signature`` is the raw 32-byte HMAC-SHA256 of ``payload`` under the session key.
+This module is pure (no sockets, no threads) so it can be unit tested and reused by tests that
+play the controller.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import hashlib
+import hmac
+import math
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+import msgpack
+
+PROTOCOL_MAJOR = 1
+PROTOCOL_VERSION = "1.0"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SIGNATURE_BYTES = 32
+
+# Message types (both directions). Unknown types are ignored by both sides.
+HELLO = "hello"
+HELLO_ACK = "hello.ack"
+HEARTBEAT = "heartbeat"
+EVENT_STATE = "event.state"
+EVENT_METRIC = "event.metric"
+EVENT_LOG = "event.log"
+EVENT_CHECKPOINT = "event.checkpoint"
+STAGE_REQUEST = "stage.request"
+STAGE_RESULT = "stage.result"
+CANCEL = "cancel"
+SHUTDOWN = "shutdown"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+RESULT_STATUSES = ("ok", "error", "cancelled")
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+class ProtocolError(Exception):
+    """A received message is not a valid protocol message; ``reason`` says why (for a warning line)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def to_wire(obj: Any) -> Any:
+    """Return ``obj`` made of msgpack-native values only.
+
+    numpy/torch scalars (and small arrays/tensors) become Python numbers/lists, tuples and sets
+    become lists, paths become strings, enums their value, datetimes float seconds, map keys strings.
+    NaN and infinities stay floats. Anything else raises ``TypeError`` (a bug to surface, not to hide).
+    """
+    if obj is None or isinstance(obj, (bool, str, bytes)):
+        return obj
+    if isinstance(obj, int):
+        # bool is handled above; ints beyond 64 bits do not fit msgpack.
+        if _INT_MIN <= obj <= _INT_MAX:
+            return int(obj)
+        return float(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    if isinstance(obj, enum.Enum):
+        return to_wire(obj.value)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, _dt.datetime):
+        return obj.timestamp()
+    if isinstance(obj, Mapping):
+        return {_wire_key(k): to_wire(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_wire(v) for v in obj]
+    # numpy scalars/arrays and torch tensors: both have dtype and tolist() (0-d gives a scalar).
+    if hasattr(obj, "dtype") and hasattr(obj, "tolist"):
+        if hasattr(obj, "detach"):  # torch tensor: off the autograd graph and the GPU first
+            obj = obj.detach().cpu()
+        return to_wire(obj.tolist())
+    if hasattr(obj, "item") and callable(obj.item):
+        return to_wire(obj.item())
+    raise TypeError(f"cannot send a {type(obj).__name__} over the wire: {obj!r:.80}")
+
+
+def _wire_key(key: Any) -> str:
+    key = to_wire(key)
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    return str(key)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_envelope(
+    type: str,
+    body: Mapping[str, Any] | None,
+    session: str,
+    re: str | None = None,
+    *,
+    v: int = PROTOCOL_MAJOR,
+) -> dict[str, Any]:
+    """A fresh envelope (new id, current time) around ``body``."""
+    return {
+        "v": v,
+        "id": new_id(),
+        "type": type,
+        "re": re,
+        "session": session,
+        "ts": time.time(),
+        "body": dict(body) if body is not None else {},
+    }
+
+
+def sign(payload: bytes, key: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()
+
+
+def encode(msg: Mapping[str, Any], key: bytes) -> list[bytes]:
+    """Envelope → ``[signature, payload]`` frames. Raises TypeError for values that cannot be sent,
+    ValueError if the payload is over ``MAX_MESSAGE_BYTES``."""
+    payload = msgpack.packb(to_wire(msg), use_bin_type=True)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    return [sign(payload, key), payload]
+
+
+def _frame_bytes(frame: Any) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    if hasattr(frame, "bytes"):  # zmq.Frame
+        return frame.bytes
+    if isinstance(frame, (bytearray, memoryview)):
+        return bytes(frame)
+    raise ProtocolError(f"frame of type {type(frame).__name__}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def decode(frames: Sequence[Any], key: bytes, session: str | None) -> dict[str, Any]:
+    """``[signature, payload]`` → the envelope dict, checked.
+
+    Raises ``ProtocolError`` for: wrong frame count, oversized payload, bad signature, undecodable
+    msgpack, a non-map, missing/ill-typed envelope fields, another protocol major, another session
+    (when ``session`` is not None). Unknown types and extra fields pass through untouched.
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames [signature, payload], got {len(frames)}")
+    sig = _frame_bytes(frames[0])
+    payload = _frame_bytes(frames[1])
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"payload of {len(payload)} bytes is over the limit")
+    if len(sig) != SIGNATURE_BYTES or not hmac.compare_digest(sig, sign(payload, key)):
+        raise ProtocolError("bad signature")
+    try:
+        msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"envelope is a {type(msg).__name__}, not a map")
+    for field in ("v", "id", "type", "session", "ts", "body"):
+        if field not in msg:
+            raise ProtocolError(f"envelope has no {field!r}")
+    if not _is_int(msg["v"]):
+        raise ProtocolError("envelope 'v' is not an integer")
+    if msg["v"] != PROTOCOL_MAJOR:
+        raise ProtocolError(f"protocol major {msg['v']} (this sidecar speaks {PROTOCOL_MAJOR})")
+    for field in ("id", "type", "session"):
+        if not isinstance(msg[field], str):
+            raise ProtocolError(f"envelope {field!r} is not a string")
+    if not _is_number(msg["ts"]) or (isinstance(msg["ts"], float) and math.isnan(msg["ts"])):
+        raise ProtocolError("envelope 'ts' is not a number")
+    if not isinstance(msg["body"], dict):
+        raise ProtocolError("envelope 'body' is not a map")
+    re = msg.get("re")
+    if re is not None and not isinstance(re, str):
+        raise ProtocolError("envelope 're' is not a string or nil")
+    msg["re"] = re
+    if session is not None and msg["session"] != session:
+        raise ProtocolError(f"session {msg['session']!r:.40} is not this sidecar's")
+    return msg
