@@ -1,0 +1,56 @@
+// Typed failures of the sidecar process and of stages it runs. Out-of-band (the process died,
+// hung, never started) carry exit code / signal and the stderr tail; in-band carry the
+// sidecar's {code, message, traceback, retryable}.
+import { RunFailedError } from '../errors.js';
+import type { StageErrorInfo } from './protocol.js';
+
+const tail = (stderrTail: string) => (stderrTail.trim() ? `\n--- sidecar stderr (last lines) ---\n${stderrTail.trimEnd()}\n---` : '');
+
+export class SidecarStartError extends RunFailedError {
+  constructor(message: string, readonly stderrTail = '', hint?: string) {
+    super(`${message}${tail(stderrTail)}`, hint ?? 'Run `make setup` to (re)install the Python environment; rerun with --debug for details.');
+  }
+}
+
+export class SidecarCrashedError extends RunFailedError {
+  constructor(
+    readonly processExitCode: number | null,
+    readonly signal: string | null,
+    readonly stderrTail: string,
+    readonly stage: string | null,
+  ) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${processExitCode ?? '?'}`;
+    super(
+      `The training sidecar ${how}${stage ? ` during stage ${stage}` : ''}.${tail(stderrTail)}`,
+      stage ? `Metrics and checkpoints written so far are kept; continue with \`posttrain stage ${stage} --resume\`.` : undefined,
+    );
+  }
+}
+
+export class SidecarHungError extends RunFailedError {
+  constructor(
+    readonly silentForS: number,
+    readonly stderrTail: string,
+    readonly stage: string | null,
+  ) {
+    super(
+      `The training sidecar stopped answering (no heartbeat for ${silentForS.toFixed(1)} s) and was stopped.${tail(stderrTail)}`,
+      `If the machine is just very busy, raise runtime.heartbeat_timeout_s.${stage ? ` Continue with \`posttrain stage ${stage} --resume\`.` : ''}`,
+    );
+  }
+}
+
+export class ProtocolMismatchError extends RunFailedError {
+  constructor(theirs: string, ours: string) {
+    super(`The sidecar speaks protocol ${theirs}; this controller speaks ${ours}.`, 'Reinstall so both halves match: `make setup` in the posttrain folder.');
+  }
+}
+
+export class StageFailedError extends RunFailedError {
+  constructor(
+    readonly stage: string,
+    readonly info: StageErrorInfo,
+  ) {
+    super(`Stage ${stage} failed: [${info.code}] ${info.message}`, info.retryable ? `This may be transient; retry with \`posttrain stage ${stage} --resume\`.` : 'See sidecar.log in the stage folder for the traceback.');
+  }
+}

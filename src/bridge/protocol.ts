@@ -1,0 +1,136 @@
+// The wire protocol, TypeScript side (the Python side is sidecar/posttrain_sidecar/protocol.py).
+//
+// Frames: [signature, payload] from the sidecar's DEALER (the ROUTER prepends the peer identity).
+// payload = msgpack map {v, id, type, re?, session, ts, body}; signature = HMAC-SHA256(key, payload)
+// with a per-run key passed by environment, as Jupyter does. Unsigned, wrongly signed, undecodable
+// or foreign-session messages are dropped and logged; unknown types and extra fields are ignored.
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { z } from 'zod';
+
+export const PROTOCOL_MAJOR = 1;
+export const PROTOCOL_VERSION = '1.0';
+/** Larger messages are refused by the socket and by decode(). */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+// Options for exact interop with Python msgpack: plain maps (no msgpackr records), undefined as
+// nil, and 64-bit ints as numbers when they fit ('auto' is supported at runtime, not in the types).
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  encodeUndefinedAsNil: true,
+  int64AsType: 'auto' as 'number',
+});
+
+// ---------------------------------------------------------------------------------------------
+// Envelope and bodies
+
+export const EnvelopeSchema = z.object({
+  v: z.number().int(),
+  id: z.string().min(1),
+  type: z.string().min(1),
+  re: z.string().nullish(),
+  session: z.string(),
+  ts: z.number(),
+  body: z.record(z.string(), z.unknown()),
+});
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+const num = z.number().nullable(); // NaN/inf arrive as numbers; null when the sidecar had nothing
+
+export const HelloBody = z.object({
+  protocol: z.string(),
+  pid: z.number().int(),
+  versions: z.record(z.string(), z.string()).default({}),
+  device: z.object({ type: z.string(), count: z.number().int().optional(), probe: z.boolean().optional() }).loose().nullish(),
+  capabilities: z.array(z.string()).default([]),
+  fake: z.boolean().default(false),
+});
+export const StateBody = z.object({ stage: z.string().nullish(), state: z.string(), message: z.string().nullish() });
+export const MetricBody = z.object({ stage: z.string(), step: z.number().int(), values: z.record(z.string(), num) });
+export const LogBody = z.object({ level: z.enum(['debug', 'info', 'warning', 'error']).catch('info'), message: z.string(), stage: z.string().nullish() });
+export const CheckpointBody = z.object({ stage: z.string(), path: z.string(), step: z.number().int() });
+export const StageErrorBody = z.object({
+  code: z.string(),
+  message: z.string(),
+  traceback: z.string().nullish(),
+  retryable: z.boolean().default(false),
+});
+export const StageResultBody = z.object({
+  stage: z.string(),
+  status: z.enum(['ok', 'error', 'cancelled']),
+  summary: z.record(z.string(), z.unknown()).nullish(),
+  error: StageErrorBody.nullish(),
+});
+
+/** Incoming (sidecar → controller) types we act on. */
+export const INCOMING = {
+  hello: HelloBody,
+  'event.state': StateBody,
+  'event.metric': MetricBody,
+  'event.log': LogBody,
+  'event.checkpoint': CheckpointBody,
+  heartbeat: z.object({}).loose(),
+  'stage.result': StageResultBody,
+} as const;
+export type IncomingType = keyof typeof INCOMING;
+
+export type Hello = z.infer<typeof HelloBody>;
+export type StateEvent = z.infer<typeof StateBody>;
+export type MetricEvent = z.infer<typeof MetricBody>;
+export type LogEvent = z.infer<typeof LogBody>;
+export type CheckpointEvent = z.infer<typeof CheckpointBody>;
+export type StageResult = z.infer<typeof StageResultBody>;
+export type StageErrorInfo = z.infer<typeof StageErrorBody>;
+
+/** A decoded, validated incoming message. Unknown types carry their raw body. */
+export type Incoming =
+  | { [K in IncomingType]: { envelope: Envelope; type: K; body: z.infer<(typeof INCOMING)[K]> } }[IncomingType]
+  | { envelope: Envelope; type: 'unknown'; body: Record<string, unknown> };
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+export const newKey = (): Buffer => randomBytes(32);
+
+export function sign(key: Buffer, payload: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(payload).digest();
+}
+
+export function encode(key: Buffer, session: string, type: string, body: Record<string, unknown>, re?: string): { frames: [Buffer, Buffer]; id: string } {
+  const id = randomUUID().replaceAll('-', '');
+  const envelope: Envelope = { v: PROTOCOL_MAJOR, id, type, re: re ?? null, session, ts: Date.now() / 1000, body };
+  const payload = packr.pack(envelope);
+  return { frames: [sign(key, payload), payload], id };
+}
+
+export class ProtocolError extends Error {}
+
+/** Verify and decode one message's frames (without the ROUTER identity). Throws ProtocolError. */
+export function decode(key: Buffer, session: string, frames: readonly Buffer[]): Incoming {
+  if (frames.length !== 2) throw new ProtocolError(`expected 2 frames (signature, payload), got ${frames.length}`);
+  const [sig, payload] = frames as [Buffer, Buffer];
+  if (payload.length > MAX_MESSAGE_BYTES) throw new ProtocolError(`message of ${payload.length} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`);
+  const expected = sign(key, payload);
+  if (sig.length !== expected.length || !timingSafeEqual(sig, expected)) throw new ProtocolError('bad signature (wrong key or tampered message)');
+  let raw: unknown;
+  try {
+    raw = packr.unpack(payload);
+  } catch (e) {
+    throw new ProtocolError(`payload is not msgpack: ${(e as Error).message}`);
+  }
+  const env = EnvelopeSchema.safeParse(raw);
+  if (!env.success) throw new ProtocolError(`not an envelope: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const envelope = env.data;
+  if (envelope.session !== session) throw new ProtocolError(`message for another session (${envelope.session})`);
+  if (!Object.hasOwn(INCOMING, envelope.type)) return { envelope, type: 'unknown', body: envelope.body };
+  const type = envelope.type as IncomingType;
+  const body = INCOMING[type].safeParse(envelope.body);
+  if (!body.success) throw new ProtocolError(`bad ${type} body: ${body.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return { envelope, type, body: body.data } as Incoming;
+}
+
+/** Protocol majors must match; minors may differ (both sides ignore what they don't know). */
+export function compatible(version: string): boolean {
+  return Number.parseInt(version.split('.')[0] ?? '', 10) === PROTOCOL_MAJOR;
+}

@@ -1,0 +1,337 @@
+// Supervision of the one Python sidecar process of a run, and the request/response logic on top
+// of the ROUTER socket. Knows nothing about what a stage does.
+//
+// Start: bind, spawn, race `hello` against process exit and a start timeout. Liveness: process
+// exit is authoritative (SidecarCrashedError); silence past heartbeat_timeout_s means hung
+// (SidecarHungError, the process is killed). Shutdown: `shutdown` message, then SIGTERM, then
+// SIGKILL. Every socket is closed with linger 0 and every timer cleared, so Node exits on its own.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import * as zmq from 'zeromq';
+import { ProtocolMismatchError, SidecarCrashedError, SidecarHungError, SidecarStartError } from './errors.js';
+import {
+  type CheckpointEvent,
+  compatible,
+  decode,
+  encode,
+  type Hello,
+  type Incoming,
+  type LogEvent,
+  MAX_MESSAGE_BYTES,
+  type MetricEvent,
+  newKey,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type StageResult,
+  type StateEvent,
+} from './protocol.js';
+import { RingBuffer } from './ring.js';
+
+export interface SidecarSpec {
+  python: string;
+  /** Python module run with -m: `posttrain_sidecar`, or `posttrain_sidecar.fake` in tests. */
+  module: string;
+  cwd: string;
+  env?: Record<string, string>;
+  startTimeoutS: number;
+  heartbeatIntervalS: number;
+  heartbeatTimeoutS: number;
+  /** Every stderr line of the sidecar, as it arrives (the stage's sidecar.log). */
+  onStderrLine?: (line: string) => void;
+  /** Dropped messages and other bridge diagnostics. */
+  onBridgeWarning?: (message: string) => void;
+}
+
+export interface StageRequest {
+  stage: string;
+  config: unknown;
+  stage_dir: string;
+  data: Record<string, string>;
+  init_adapter: string | null;
+  resume_from: string | null;
+}
+
+export interface StageHandlers {
+  onMetric?: (e: MetricEvent) => void;
+  onLog?: (e: LogEvent) => void;
+  onState?: (e: StateEvent) => void;
+  onCheckpoint?: (e: CheckpointEvent) => void;
+}
+
+interface Pending {
+  id: string;
+  stage: string;
+  handlers: StageHandlers;
+  resolve: (r: StageResult) => void;
+  reject: (e: Error) => void;
+}
+
+type Exit = { exitCode: number | null; signal: string | null };
+
+export class Sidecar {
+  readonly session = Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex');
+  private readonly key = newKey();
+  private readonly socket = new zmq.Router({ linger: 0, maxMessageSize: MAX_MESSAGE_BYTES, handover: true });
+  private readonly ipcDir = mkdtempSync(join(tmpdir(), 'pt-')); // mkdtemp makes it 0700: only this user can connect
+  private readonly stderr = new RingBuffer(200);
+  private proc: ResultPromise | undefined;
+  private exited: Promise<Exit> | undefined;
+  private exitInfo: Exit | undefined;
+  private peer: Buffer | undefined;
+  private helloWaiter: ((h: Hello) => void) | undefined;
+  private pending: Pending | undefined;
+  private lastSeen = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  private closing = false;
+  private failure: Error | undefined;
+  hello!: Hello;
+
+  private constructor(private readonly spec: SidecarSpec) {}
+
+  /** Bind, spawn, wait for hello. Throws a typed error (with the stderr tail) if that fails. */
+  static async start(spec: SidecarSpec): Promise<Sidecar> {
+    const s = new Sidecar(spec);
+    try {
+      await s.boot();
+      return s;
+    } catch (e) {
+      await s.kill();
+      throw e;
+    }
+  }
+
+  private async boot(): Promise<void> {
+    const ipc = `ipc://${join(this.ipcDir, 's')}`;
+    // ipc paths are limited to ~100 bytes; fall back to loopback TCP (never 0.0.0.0).
+    await this.socket.bind(ipc.length < 100 ? ipc : 'tcp://127.0.0.1:*');
+    const endpoint = this.socket.lastEndpoint ?? ipc;
+    void this.pump();
+
+    const hello = new Promise<Hello>((resolve) => (this.helloWaiter = resolve));
+    this.proc = execa(this.spec.python, ['-m', this.spec.module], {
+      cwd: this.spec.cwd,
+      env: {
+        ...this.spec.env,
+        POSTTRAIN_ENDPOINT: endpoint,
+        POSTTRAIN_SESSION: this.session,
+        POSTTRAIN_KEY: this.key.toString('hex'),
+        POSTTRAIN_PARENT_PID: String(process.pid),
+        POSTTRAIN_WATCH_STDIN: '1',
+        PYTHONUNBUFFERED: '1',
+      },
+      stdin: 'pipe', // its EOF tells the sidecar we died
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      cleanup: true,
+    });
+    this.proc.stderr?.setEncoding('utf8');
+    this.proc.stdout?.setEncoding('utf8');
+    lines(this.proc.stderr, (l) => {
+      this.stderr.push(l);
+      this.spec.onStderrLine?.(l);
+    });
+    // The sidecar never prints to stdout; anything there is a bug worth keeping in the log.
+    lines(this.proc.stdout, (l) => this.spec.onStderrLine?.(`[stdout] ${l}`));
+    this.exited = this.proc.then((r) => {
+      const spawnError = r.failed && r.exitCode === undefined && r.signal === undefined ? r.originalMessage : undefined;
+      if (spawnError) this.stderr.push(spawnError);
+      this.exitInfo = { exitCode: r.exitCode ?? null, signal: r.signal ?? null };
+      this.onExit(this.exitInfo);
+      return this.exitInfo;
+    });
+
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SidecarStartError(`The sidecar did not say hello within ${this.spec.startTimeoutS} s.`, this.stderrTail(), 'A cold torch import can be slow; raise runtime.start_timeout_s if the machine is busy.')),
+        this.spec.startTimeoutS * 1000,
+      );
+    });
+    const died = this.exited.then((x) => {
+      const how = x.signal ? `was killed by ${x.signal}` : `exited with code ${x.exitCode ?? '?'}`;
+      throw new SidecarStartError(`The sidecar (${this.spec.python} -m ${this.spec.module}) ${how} before saying hello.`, this.stderrTail());
+    });
+    try {
+      this.hello = await Promise.race([hello, died, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!compatible(this.hello.protocol)) throw new ProtocolMismatchError(this.hello.protocol, PROTOCOL_VERSION);
+    await this.send('hello.ack', { heartbeat_interval_s: this.spec.heartbeatIntervalS });
+    this.lastSeen = Date.now();
+    this.watchdog = setInterval(() => this.checkHeartbeat(), Math.max(100, (this.spec.heartbeatIntervalS * 1000) / 2));
+  }
+
+  /** Run one stage; resolves with its result (ok, error or cancelled), rejects if the process dies or hangs. */
+  runStage(request: StageRequest, handlers: StageHandlers = {}): Promise<StageResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.pending) return Promise.reject(new Error(`stage ${this.pending.stage} is still running`));
+    return new Promise<StageResult>((resolve, reject) => {
+      this.send('stage.request', { ...request })
+        .then((id) => {
+          this.pending = { id, stage: request.stage, handlers, resolve, reject };
+        })
+        .catch(reject);
+    });
+  }
+
+  /** Ask the running stage to stop at the next step boundary (it saves a checkpoint). */
+  cancel(): void {
+    void this.send('cancel', {}).catch(() => undefined);
+  }
+
+  get alive(): boolean {
+    return this.exitInfo === undefined && this.failure === undefined;
+  }
+
+  stderrTail(lines = 20): string {
+    return this.stderr.tail(lines).join('\n');
+  }
+
+  /** Clean stop: `shutdown`, wait, then SIGTERM, then SIGKILL. Idempotent. */
+  async shutdown(graceS = 10): Promise<void> {
+    if (this.closing) return this.finish();
+    this.closing = true;
+    if (this.alive && this.peer) await this.send('shutdown', {}).catch(() => undefined);
+    await this.stopProcess(graceS);
+    await this.finish();
+  }
+
+  /** Immediate stop (SIGTERM, then SIGKILL after 3 s). */
+  async kill(): Promise<void> {
+    this.closing = true;
+    await this.stopProcess(0);
+    await this.finish();
+  }
+
+  private async stopProcess(graceS: number): Promise<void> {
+    if (!this.proc || this.exitInfo) return;
+    if (graceS > 0 && (await within(this.exited!, graceS * 1000))) return;
+    this.proc.kill('SIGTERM');
+    if (await within(this.exited!, 3000)) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+
+  private async finish(): Promise<void> {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+    if (!this.socket.closed) this.socket.close();
+    rmSync(this.ipcDir, { recursive: true, force: true });
+  }
+
+  private async send(type: string, body: Record<string, unknown>): Promise<string> {
+    const { frames, id } = encode(this.key, this.session, type, body);
+    if (this.peer === undefined) throw new Error('sidecar has not said hello');
+    await this.socket.send([this.peer, ...frames]);
+    return id;
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for await (const [identity, ...frames] of this.socket) {
+        let msg: Incoming;
+        try {
+          msg = decode(this.key, this.session, frames);
+        } catch (e) {
+          if (e instanceof ProtocolError) this.warn(`dropped a message: ${e.message}`);
+          continue;
+        }
+        if (this.peer === undefined && msg.type === 'hello' && identity) this.peer = identity;
+        else if (!identity || !this.peer?.equals(identity)) {
+          this.warn('dropped a message from an unknown peer');
+          continue;
+        }
+        this.lastSeen = Date.now();
+        this.dispatch(msg);
+      }
+    } catch (e) {
+      // The socket was closed under the iterator during shutdown: that is the normal end.
+      if (!this.closing) this.warn(`receive loop ended: ${(e as Error).message}`);
+    }
+  }
+
+  private dispatch(msg: Incoming): void {
+    const h = this.pending?.handlers;
+    switch (msg.type) {
+      case 'hello':
+        this.helloWaiter?.(msg.body);
+        this.helloWaiter = undefined;
+        return;
+      case 'heartbeat':
+        return;
+      case 'event.metric':
+        return h?.onMetric?.(msg.body);
+      case 'event.log':
+        return h?.onLog?.(msg.body);
+      case 'event.state':
+        return h?.onState?.(msg.body);
+      case 'event.checkpoint':
+        return h?.onCheckpoint?.(msg.body);
+      case 'stage.result': {
+        const p = this.pending;
+        if (!p || msg.envelope.re !== p.id) return this.warn(`dropped a stage.result for an unknown request (${msg.envelope.re ?? 'none'})`);
+        this.pending = undefined;
+        return p.resolve(msg.body);
+      }
+      default:
+        return; // unknown types are tolerated
+    }
+  }
+
+  private checkHeartbeat(): void {
+    const silent = (Date.now() - this.lastSeen) / 1000;
+    if (silent <= this.spec.heartbeatTimeoutS || this.failure || !this.alive) return;
+    this.fail(new SidecarHungError(silent, this.stderrTail(), this.pending?.stage ?? null));
+    void this.kill();
+  }
+
+  private onExit(x: Exit): void {
+    if (this.closing && !this.pending) return;
+    this.fail(new SidecarCrashedError(x.exitCode, x.signal, this.stderrTail(), this.pending?.stage ?? null));
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    const p = this.pending;
+    this.pending = undefined;
+    p?.reject(e);
+  }
+
+  private warn(message: string): void {
+    this.spec.onBridgeWarning?.(message);
+  }
+}
+
+const MAX_LINE = 16 * 1024;
+
+function lines(stream: NodeJS.ReadableStream | null | undefined, onLine: (l: string) => void): void {
+  if (!stream) return;
+  let buf = '';
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, nl).replace(/\r$/, ''));
+      buf = buf.slice(nl + 1);
+    }
+    // A progress bar redrawn with \r never ends its line: cut it rather than grow without bound.
+    if (buf.length > MAX_LINE) {
+      onLine(`${buf.slice(0, MAX_LINE)}…`);
+      buf = '';
+    }
+  });
+  stream.on('end', () => buf && onLine(buf));
+}
+
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms)))]);
+  clearTimeout(t);
+  return r;
+}

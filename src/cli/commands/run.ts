@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { resolveConfig } from '../../config/resolve.js';
+import { STAGES } from '../../config/schema.js';
+import { didYouMean } from '../../config/suggest.js';
+import { UsageError } from '../../errors.js';
+import { Interrupt } from '../../pipeline/interrupt.js';
+import { startRun } from '../../pipeline/run.js';
+import type { CliIO } from '../io.js';
+import { addConfigOptions, type ConfigFlags, toResolveOptions } from '../options.js';
+
+interface RunFlags extends ConfigFlags {
+  stages?: string;
+}
+
+/** `--stages sft,dpo` → a runtime.stages override, with unknown names caught at the flag. */
+export function stagesOverride(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError('--stages is empty.', `Pass a comma-separated list of ${STAGES.join(', ')}.`);
+  for (const n of names) {
+    if (!(STAGES as readonly string[]).includes(n)) {
+      throw new UsageError(`--stages: unknown stage "${n}".${didYouMean(n, STAGES)}`, `Stages: ${STAGES.join(', ')}.`);
+    }
+  }
+  return [`runtime.stages=${JSON.stringify(names)}`];
+}
+
+export function registerRun(program: Command, io: CliIO): void {
+  addConfigOptions(program.command('run'))
+    .description('run the selected stages in order (sft → dpo → grpo → rlhf), each from the previous adapter')
+    .option('--stages <list>', 'comma-separated subset of stages, e.g. sft,dpo')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ posttrain run --preset smoke
+  $ posttrain run --preset gpu --stages sft,dpo
+  $ posttrain run --config mine.yaml --set stages.grpo.max_steps=50`,
+    )
+    .action(async (flags: RunFlags) => {
+      const opts = toResolveOptions(flags);
+      const resolved = resolveConfig({ ...opts, set: [...(opts.set ?? []), ...stagesOverride(flags.stages)], cwd: io.cwd });
+      const interrupt = new Interrupt();
+      const stop = interrupt.listen(io.err);
+      try {
+        const { runDir } = await startRun(resolved, io, interrupt);
+        io.out(`${runDir}\n`);
+      } finally {
+        stop();
+      }
+    });
+}

@@ -1,0 +1,43 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { listRunsDetailed, loadRun, markInterruptedIfStale, runDir, type RunRecord } from '../../artifacts/index.js';
+import { STAGES } from '../../config/schema.js';
+import type { CliIO } from '../io.js';
+import { describeRun } from '../../ui/show.js';
+
+const stageCell = (r: RunRecord) =>
+  STAGES.filter((s) => r.stages_selected.includes(s) || r.stages[s])
+    .map((s) => `${s}:${r.stages[s]?.status ?? 'pending'}`)
+    .join(' ');
+
+export function registerRuns(program: Command, io: CliIO): void {
+  program
+    .command('runs')
+    .description('list runs, newest first, with the status of each stage')
+    .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
+    .option('--json', 'print as JSON')
+    .action((flags: { runsDir: string; json?: boolean }) => {
+      const dir = resolve(io.cwd, flags.runsDir);
+      // A run left "running" by a dead process shows as interrupted.
+      let { runs, broken } = listRunsDetailed(dir);
+      if (runs.some((r) => r.status === 'running' && markInterruptedIfStale(runDir(dir, r.id)))) ({ runs, broken } = listRunsDetailed(dir));
+      if (flags.json) return io.out(`${JSON.stringify({ runs, broken }, null, 2)}\n`);
+      if (runs.length === 0 && broken.length === 0) return io.out(`no runs in ${dir}\n`);
+      for (const r of runs) io.out(`${r.id}  ${r.status.padEnd(11)}  ${(r.preset ?? '-').padEnd(6)}  ${stageCell(r)}\n`);
+      for (const b of broken) io.err(`warning: ${b.dir}: ${b.reason}\n`);
+    });
+
+  program
+    .command('show')
+    .description("print one run's summary: config origin, stages, metrics, adapters and lineage")
+    .argument('[run]', 'run id or "latest"', 'latest')
+    .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
+    .option('--json', 'print run.json')
+    .action((run: string, flags: { runsDir: string; json?: boolean }) => {
+      const runsDir = resolve(io.cwd, flags.runsDir);
+      const { dir } = loadRun(runsDir, run);
+      markInterruptedIfStale(dir);
+      const { record } = loadRun(runsDir, run);
+      io.out(flags.json ? `${JSON.stringify(record, null, 2)}\n` : describeRun(dir, record));
+    });
+}

@@ -1,0 +1,72 @@
+// The commander program. Each command lives in its own file: parse flags, call one core
+// function, print. Errors are mapped to exit codes here and nowhere else.
+import { Command, CommanderError } from 'commander';
+import { EXIT, PosttrainError } from '../errors.js';
+import { PACKAGE_VERSION } from '../paths.js';
+import { registerConfig } from './commands/config.js';
+import { registerPresets } from './commands/presets.js';
+import { registerRun } from './commands/run.js';
+import { registerRuns } from './commands/runs.js';
+import { registerSchema } from './commands/schema.js';
+import { registerStage } from './commands/stage.js';
+import { registerValidate } from './commands/validate.js';
+import { type CliIO, processIO } from './io.js';
+
+export function buildProgram(io: CliIO): Command {
+  const program = new Command('posttrain')
+    .description('Post-training pipeline for causal language models: SFT → DPO → GRPO → RLHF.')
+    .version(PACKAGE_VERSION, '-V, --version')
+    .option('--debug', 'show stack traces for errors')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ posttrain run --preset smoke                 all four stages on the offline tiny model (CPU)
+  $ posttrain config --preset gpu --set stages.sft.learning_rate=1e-4
+  $ posttrain validate sft gsm8k.jsonl --map prompt=question --map response=answer
+
+Exit codes: 0 ok, 1 run failed, 2 usage/config/data error, 130 interrupted.`,
+    );
+  for (const register of [registerRun, registerStage, registerRuns, registerConfig, registerPresets, registerValidate, registerSchema]) {
+    register(program, io);
+  }
+  // Subcommands inherit output routing and exit behaviour.
+  for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err }).showSuggestionAfterError(true);
+  return program;
+}
+
+/** Run the CLI; resolves to the exit code. Never throws for user mistakes. */
+export async function runCli(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
+  const program = buildProgram(io);
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT.ok;
+  } catch (e) {
+    return reportError(e, io, debug);
+  }
+}
+
+export function reportError(e: unknown, io: CliIO, debug: boolean): number {
+  if (e instanceof CommanderError) {
+    // Commander already printed its message (with "Did you mean …?" where it has one).
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+    if (e.exitCode === 0) return EXIT.ok;
+    io.err(`(see \`posttrain ${'--help'}\`)\n`);
+    return EXIT.usage;
+  }
+  if (e instanceof PosttrainError) {
+    io.err(`error: ${e.message}\n`);
+    if (e.hint) io.err(`hint: ${e.hint}\n`);
+    if (debug && e.stack) io.err(`${e.stack}\n`);
+    return e.exitCode;
+  }
+  // Not a user mistake: a bug. Say so plainly; the stack only with --debug.
+  const err = e as Error;
+  io.err(`error: internal error: ${err?.message ?? String(e)}\n`);
+  io.err(debug ? `${err?.stack ?? ''}\n` : 'hint: rerun with --debug for the stack trace, and please report it.\n');
+  return EXIT.runFailed;
+}

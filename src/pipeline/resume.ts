@@ -1,0 +1,45 @@
+// Is it safe to resume a stage's checkpoint under a changed config? Changes that alter what the
+// checkpoint means (model, adapter shape, data, optimiser/batch geometry, seed) are refused;
+// changes to how long to train, how often to log/save, and supervision are allowed.
+import type { Config, StageName } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import { targetsForStage } from '../data/targets.js';
+
+const SAFE_STAGE_KEYS = new Set(['max_steps', 'epochs', 'logging_steps', 'save_steps', 'save_total_limit']);
+
+function flatten(v: unknown, prefix = '', out = new Map<string, string>()): Map<string, string> {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else out.set(prefix, JSON.stringify(v));
+  return out;
+}
+
+function relevant(path: string, stage: StageName): boolean {
+  if (path.startsWith('model.')) return true;
+  if (['runtime.seed', 'runtime.device', 'runtime.launcher', 'runtime.num_processes'].includes(path)) return true;
+  if (targetsForStage(stage).some((t) => path.startsWith(`data.${t}.`))) return true;
+  if (path.startsWith(`stages.${stage}.`)) {
+    const key = path.split('.').pop()!;
+    return !SAFE_STAGE_KEYS.has(key);
+  }
+  return false;
+}
+
+export function unsafeResumeChanges(before: Config, after: Config, stage: StageName): { path: string; before: string; after: string }[] {
+  const a = flatten(before);
+  const b = flatten(after);
+  const paths = new Set([...a.keys(), ...b.keys()]);
+  return [...paths]
+    .filter((p) => relevant(p, stage) && a.get(p) !== b.get(p))
+    .sort()
+    .map((p) => ({ path: p, before: a.get(p) ?? '(unset)', after: b.get(p) ?? '(unset)' }));
+}
+
+export function checkResumeSafety(before: Config, after: Config, stage: StageName): void {
+  const changes = unsafeResumeChanges(before, after, stage);
+  if (changes.length === 0) return;
+  throw new UsageError(
+    `Cannot resume stage ${stage}: the config changed in ways the checkpoint does not survive:\n${changes.map((c) => `  - ${c.path}: ${c.before} → ${c.after}`).join('\n')}`,
+    `Resume with the run's own config (drop those flags), or start the stage over without --resume. Safe to change on resume: ${[...SAFE_STAGE_KEYS].join(', ')}, heartbeat and timeout settings.`,
+  );
+}

@@ -1,0 +1,213 @@
+// The orchestrator: a new run executes the selected stages in order through one sidecar; the
+// `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
+// run.json truthful, and shut the sidecar down whatever happens.
+import { appendFileSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  acquireLock,
+  createRun,
+  dataPath,
+  type DataRecord,
+  loadRun,
+  newRunId,
+  type RunRecord,
+  type RunStatus,
+  runDir as runDirOf,
+  updateRun,
+} from '../artifacts/index.js';
+import { Sidecar } from '../bridge/sidecar.js';
+import type { CliIO } from '../cli/io.js';
+import type { ResolvedConfig } from '../config/resolve.js';
+import type { Config, StageName } from '../config/schema.js';
+import type { DataTarget } from '../data/targets.js';
+import { targetsForStage } from '../data/targets.js';
+import { InterruptedError } from '../errors.js';
+import { PACKAGE_VERSION } from '../paths.js';
+import { plainProgress, type Progress } from '../ui/progress.js';
+import type { Interrupt } from './interrupt.js';
+import { checkStageData } from './preflight.js';
+import { checkResumeSafety } from './resume.js';
+import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
+import { executeStage, type StageContext } from './stage.js';
+
+export interface RunOutcome {
+  runDir: string;
+  record: RunRecord;
+}
+
+/** Validate every selected stage's data into canonical files under <run>/data/. */
+async function prepareData(
+  config: Config,
+  stages: readonly StageName[],
+  dir: string,
+  progress: Progress,
+  writeDir: string = dir,
+): Promise<Record<string, DataRecord>> {
+  mkdirSync(join(writeDir, 'data'), { recursive: true });
+  const fds = new Map<DataTarget, number>();
+  const canonical = (t: DataTarget) => dataPath(dir, t);
+  try {
+    const checked = await checkStageData(config, stages, (target) => {
+      const fd = openSync(dataPath(writeDir, target), 'w');
+      fds.set(target, fd);
+      return (ex) => void writeSync(fd, `${JSON.stringify(ex)}\n`);
+    }, (target, report) => progress.note(`warning: data.${target}: left out ${report.bad} bad row(s) of ${report.rows} (on_bad_rows: skip); \`posttrain validate ${target} ${report.file}\` lists them`));
+    return Object.fromEntries(
+      checked.map(({ target, report }) => [
+        target,
+        { source: report.file, sha256: report.sha256, bytes: report.bytes, rows: report.ok, format: report.format, canonical: canonical(target), skipped: report.bad },
+      ]),
+    );
+  } finally {
+    for (const fd of fds.values()) closeSync(fd);
+  }
+}
+
+export async function startRun(resolved: ResolvedConfig, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
+  const { config } = resolved;
+  const stages = config.runtime.stages;
+  const id = newRunId();
+  const dir = runDirOf(config.runtime.runs_dir, id);
+  // Canonical data is written to a staging folder and moved in once the run exists: bad input
+  // leaves no half-made run behind.
+  const staging = join(config.runtime.runs_dir, `.staging-${id}`);
+  let data: Record<string, DataRecord>;
+  try {
+    data = await prepareData(config, stages, dir, progress, staging);
+  } catch (e) {
+    rmSync(staging, { recursive: true, force: true });
+    throw e;
+  }
+  const fake = sidecarModule(io.env) !== 'posttrain_sidecar';
+  let created: { record: RunRecord };
+  try {
+    created = createRun(config.runtime.runs_dir, {
+    id,
+    preset: resolved.preset,
+    config_file: resolved.configFile,
+    overrides: resolved.overrides,
+    stages_selected: [...stages],
+    config,
+    versions: { posttrain: PACKAGE_VERSION, node: process.versions.node },
+    data,
+    ...(fake ? { fake_sidecar: true } : {}),
+    });
+    renameSync(join(staging, 'data'), join(dir, 'data'));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+  const { record } = created;
+  progress.note(`run ${id}: ${dir}`);
+  const release = acquireLock(dir, `run ${stages.join(',')}`);
+  try {
+    await withSidecar(config, io, dir, record, interrupt, progress, async (ctx) => {
+      for (const stage of stages) ctx.record = await executeStage(ctx, stage, { resume: false });
+    });
+    return { runDir: dir, record: settle(dir, 'ok') };
+  } catch (e) {
+    settle(dir, statusFor(e));
+    throw e;
+  } finally {
+    release();
+  }
+}
+
+export interface StageCommand {
+  runsDir: string;
+  run: string;
+  stage: StageName;
+  resume: boolean;
+  /** A newly resolved config when the user passed config flags; else the run's own is used. */
+  override: ResolvedConfig | null;
+}
+
+export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
+  const { dir } = loadRun(cmd.runsDir, cmd.run);
+  const release = acquireLock(dir, `stage ${cmd.stage}${cmd.resume ? ' --resume' : ''}`);
+  try {
+    // We hold the lock, so a run still marked running was left by a process that died.
+    let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    if (cmd.override) {
+      if (cmd.resume) checkResumeSafety(record.config, cmd.override.config, cmd.stage);
+      record = updateRun(dir, (r) => {
+        r.config = cmd.override!.config;
+        r.overrides = [...r.overrides, ...cmd.override!.overrides];
+      });
+    }
+    const missing = targetsForStage(cmd.stage).filter((t) => !record.data[t]);
+    if (missing.length > 0) {
+      const data = await prepareData(record.config, [cmd.stage], dir, progress);
+      record = updateRun(dir, (r) => Object.assign(r.data, data));
+    }
+    record = updateRun(dir, (r) => {
+      r.status = 'running';
+      if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => order(a) - order(b));
+    });
+    progress.note(`run ${record.id}: stage ${cmd.stage}${cmd.resume ? ' (resume)' : ''}`);
+    await withSidecar(record.config, io, dir, record, interrupt, progress, async (ctx) => {
+      ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume });
+    });
+    return { runDir: dir, record: settle(dir, null) };
+  } catch (e) {
+    settle(dir, statusFor(e));
+    throw e;
+  } finally {
+    release();
+  }
+}
+
+const order = (s: StageName) => ['sft', 'dpo', 'grpo', 'rlhf'].indexOf(s);
+
+function statusFor(e: unknown): RunStatus {
+  return e instanceof InterruptedError ? 'interrupted' : 'failed';
+}
+
+/** The run's status after an attempt: ok only when every selected stage is ok. */
+function settle(dir: string, status: RunStatus | null): RunRecord {
+  return updateRun(dir, (r) => {
+    const all = r.stages_selected.every((s) => r.stages[s]?.status === 'ok');
+    r.status = status === null || status === 'ok' ? (all ? 'ok' : 'interrupted') : status;
+  });
+}
+
+async function withSidecar(
+  config: Config,
+  io: CliIO,
+  dir: string,
+  record: RunRecord,
+  interrupt: Interrupt,
+  progress: Progress,
+  body: (ctx: StageContext) => Promise<void>,
+): Promise<void> {
+  let sink: ((line: string) => void) | undefined;
+  const runLog = (line: string) => appendFileSync(join(dir, 'sidecar.log'), `${line}\n`);
+  const spec = sidecarSpec(config, io.env, io.cwd);
+  if (spec.module !== 'posttrain_sidecar') progress.note(`using sidecar module ${spec.module} (test hook POSTTRAIN_SIDECAR_MODULE)`);
+  progress.note('starting the sidecar…');
+  const starting = Sidecar.start({
+    ...spec,
+    onStderrLine: (l) => (sink ?? runLog)(l),
+    onBridgeWarning: (m) => (sink ?? runLog)(`[bridge] ${m}`),
+  });
+  const offEarly = interrupt.onCancel(() => void starting.then((s) => s.kill(), () => undefined));
+  let sidecar: Sidecar;
+  try {
+    sidecar = await starting;
+  } finally {
+    offEarly();
+  }
+  if (interrupt.requested) {
+    await sidecar.kill();
+    throw new InterruptedError('Interrupted before any stage started.');
+  }
+  const updated = updateRun(dir, (r) => {
+    r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
+  });
+  const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
+  try {
+    await body(ctx);
+  } finally {
+    await sidecar.shutdown();
+  }
+  void record;
+}

@@ -1,0 +1,39 @@
+// How a run's sidecar is started: which interpreter, which module, which timeouts.
+import { existsSync } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { SidecarStartError } from '../bridge/errors.js';
+import type { SidecarSpec } from '../bridge/sidecar.js';
+import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../paths.js';
+
+/**
+ * Test hook: POSTTRAIN_SIDECAR_MODULE=posttrain_sidecar.fake runs the fake sidecar (a real
+ * process speaking the real protocol, without torch). Runs made that way are marked
+ * `fake_sidecar: true` in run.json and announced on stderr.
+ */
+export const sidecarModule = (env: NodeJS.ProcessEnv): string => env.POSTTRAIN_SIDECAR_MODULE || 'posttrain_sidecar';
+
+export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string): Omit<SidecarSpec, 'onStderrLine' | 'onBridgeWarning'> {
+  const python = config.runtime.python ?? env.POSTTRAIN_PYTHON ?? DEFAULT_VENV_PYTHON;
+  if (python.includes('/') && !existsSync(python)) {
+    throw new SidecarStartError(
+      `The sidecar's Python (${python}) does not exist.`,
+      '',
+      python === DEFAULT_VENV_PYTHON ? `Run \`make setup\` in ${PACKAGE_ROOT} to create the virtualenv.` : 'Fix runtime.python (or POSTTRAIN_PYTHON).',
+    );
+  }
+  return {
+    python,
+    module: sidecarModule(env),
+    cwd,
+    env: {
+      // The sidecar package lives in the install; user reward modules are importable from cwd.
+      PYTHONPATH: [cwd, env.PYTHONPATH].filter(Boolean).join(':'),
+      ...(config.runtime.threads ? { OMP_NUM_THREADS: String(config.runtime.threads) } : {}),
+      // The fake sidecar's script travels with the caller's environment (in-process tests pass io.env).
+      ...(env.POSTTRAIN_FAKE_SCRIPT ? { POSTTRAIN_FAKE_SCRIPT: env.POSTTRAIN_FAKE_SCRIPT } : {}),
+    },
+    startTimeoutS: config.runtime.start_timeout_s,
+    heartbeatIntervalS: config.runtime.heartbeat_interval_s,
+    heartbeatTimeoutS: config.runtime.heartbeat_timeout_s,
+  };
+}

@@ -1,0 +1,152 @@
+// One stage of a run: pick its input adapter and checkpoint, send the request, record every
+// event as it arrives, and leave the stage folder and run.json in a truthful state whatever
+// happens (ok, in-band error, cancel, crash, hang).
+import { appendFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  MetricsWriter,
+  newestCompleteCheckpoint,
+  type RunRecord,
+  type StageRecord,
+  stageDir as stageDirOf,
+  truncateMetricsAfter,
+  updateStage,
+  writeJsonAtomic,
+} from '../artifacts/index.js';
+import { StageFailedError, SidecarCrashedError, SidecarHungError } from '../bridge/errors.js';
+import type { Sidecar } from '../bridge/sidecar.js';
+import type { StageResult } from '../bridge/protocol.js';
+import { STAGES, type StageName } from '../config/schema.js';
+import { InterruptedError, UsageError } from '../errors.js';
+import { targetsForStage } from '../data/targets.js';
+import type { Interrupt } from './interrupt.js';
+import type { Progress } from '../ui/progress.js';
+
+export interface StageContext {
+  sidecar: Sidecar;
+  runDir: string;
+  record: RunRecord;
+  interrupt: Interrupt;
+  progress: Progress;
+  /** Log lines of the sidecar go to the running stage's sidecar.log. */
+  setLogSink: (sink: ((line: string) => void) | undefined) => void;
+}
+
+/** The adapter a stage starts from: the output of the nearest earlier stage of this run that finished. */
+export function inputAdapterFor(record: RunRecord, stage: StageName): string | null {
+  for (let i = STAGES.indexOf(stage) - 1; i >= 0; i--) {
+    const prev = record.stages[STAGES[i]!];
+    if (prev?.status === 'ok' && prev.output_adapter && existsSync(prev.output_adapter)) return prev.output_adapter;
+  }
+  return null;
+}
+
+export async function executeStage(ctx: StageContext, stage: StageName, opts: { resume: boolean }): Promise<RunRecord> {
+  const dir = stageDirOf(ctx.runDir, stage);
+  let resumeFrom: string | null = null;
+  if (opts.resume) {
+    const ckpt = newestCompleteCheckpoint(dir);
+    if (!ckpt) {
+      throw new UsageError(
+        `Nothing to resume for stage ${stage}: ${join(dir, 'checkpoints')} holds no complete checkpoint.`,
+        `Run it from the start with \`posttrain stage ${stage} --run ${ctx.record.id}\`.`,
+      );
+    }
+    resumeFrom = ckpt.path;
+    // Steps after the checkpoint will be replayed: drop their old lines so none is duplicated.
+    truncateMetricsAfter(join(dir, 'metrics.jsonl'), ckpt.step);
+  } else if (existsSync(dir)) {
+    // A fresh attempt never overwrites an earlier one: keep it beside the stage, renamed.
+    const attempts = join(ctx.runDir, 'stages', '.attempts');
+    mkdirSync(attempts, { recursive: true });
+    renameSync(dir, join(attempts, `${stage}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  }
+  mkdirSync(dir, { recursive: true });
+
+  const inputAdapter = inputAdapterFor(ctx.record, stage);
+  const started = new Date();
+  let record = updateStage(ctx.runDir, stage, {
+    status: 'running',
+    started: started.toISOString(),
+    finished: null,
+    input_adapter: inputAdapter,
+    output_adapter: null,
+    resumed_from: resumeFrom,
+    error: null,
+  });
+
+  const logFile = join(dir, 'sidecar.log');
+  const log = (line: string) => appendFileSync(logFile, `${line}\n`);
+  ctx.setLogSink(log);
+  const metrics = new MetricsWriter(join(dir, 'metrics.jsonl'));
+  let lastStep = 0;
+  const offCancel = ctx.interrupt.onCancel(() => ctx.sidecar.cancel());
+  const offForce = ctx.interrupt.onForce(() => void ctx.sidecar.kill());
+  ctx.progress.stageStart(stage, record.config, resumeFrom);
+
+  const finish = (patch: Partial<StageRecord>) => (record = updateStage(ctx.runDir, stage, { finished: new Date().toISOString(), steps: lastStep, ...patch }));
+
+  let result: StageResult;
+  try {
+    result = await ctx.sidecar.runStage(
+      {
+        stage,
+        config: record.config,
+        stage_dir: dir,
+        data: Object.fromEntries(targetsForStage(stage).map((t) => [t, record.data[t]?.canonical ?? ''])),
+        init_adapter: inputAdapter,
+        resume_from: resumeFrom,
+      },
+      {
+        onMetric: (e) => {
+          lastStep = Math.max(lastStep, e.step);
+          metrics.append({ stage, step: e.step, ts: Date.now() / 1000, values: e.values });
+          ctx.progress.metric(stage, e.step, e.values);
+        },
+        onLog: (e) => {
+          log(`[${e.level}] ${e.message}`);
+          ctx.progress.log(stage, e.level, e.message);
+        },
+        onState: (e) => ctx.progress.state(stage, e.state, e.message ?? null),
+        onCheckpoint: (e) => log(`[checkpoint] step ${e.step}: ${e.path}`),
+      },
+    );
+  } catch (e) {
+    const code = e instanceof SidecarHungError ? 'sidecar_hung' : e instanceof SidecarCrashedError ? 'sidecar_crashed' : 'controller_error';
+    finish({ status: ctx.interrupt.requested ? 'interrupted' : 'failed', error: { code, message: (e as Error).message.split('\n')[0]! } });
+    if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`, `Continue with \`posttrain stage ${stage} --run ${ctx.record.id} --resume\`.`);
+    throw e;
+  } finally {
+    metrics.close();
+    offCancel();
+    offForce();
+    ctx.setLogSink(undefined);
+  }
+
+  const finished = new Date();
+  const summary = {
+    stage,
+    status: result.status,
+    started: started.toISOString(),
+    finished: finished.toISOString(),
+    wall_s: (finished.getTime() - started.getTime()) / 1000,
+    input_adapter: inputAdapter,
+    output_adapter: result.status === 'ok' ? join(dir, 'adapter') : null,
+    resumed_from: resumeFrom,
+    data: Object.fromEntries(targetsForStage(stage).map((t) => [t, record.data[t] ?? null])),
+    sidecar: result.summary ?? {},
+    error: result.error ?? null,
+  };
+  writeJsonAtomic(join(dir, 'summary.json'), summary);
+  ctx.progress.stageEnd(stage, result.status, summary.wall_s);
+
+  if (result.status === 'ok') return finish({ status: 'ok', output_adapter: summary.output_adapter });
+  if (result.status === 'cancelled') {
+    finish({ status: 'cancelled' });
+    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`, `Continue with \`posttrain stage ${stage} --run ${ctx.record.id} --resume\`.`);
+  }
+  const info = result.error ?? { code: 'unknown', message: 'the sidecar reported an error without details', retryable: false, traceback: null };
+  if (info.traceback) log(info.traceback);
+  finish({ status: 'failed', error: { code: info.code, message: info.message } });
+  throw new StageFailedError(stage, info);
+}
