@@ -82,6 +82,7 @@ export class Sidecar {
   private peer: Buffer | undefined;
   private helloWaiter: ((h: Hello) => void) | undefined;
   private pending: Pending | undefined;
+  private readonly pings = new Map<string, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private lastSeen = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private closing = false;
@@ -171,11 +172,37 @@ export class Sidecar {
     if (this.failure) return Promise.reject(this.failure);
     if (this.pending) return Promise.reject(new Error(`stage ${this.pending.stage} is still running`));
     return new Promise<StageResult>((resolve, reject) => {
-      this.send('stage.request', { ...request })
-        .then((id) => {
-          this.pending = { id, stage: request.stage, handlers, resolve, reject };
-        })
-        .catch(reject);
+      // Register before sending: the first events can arrive before send() resolves.
+      const { frames, id } = encode(this.key, this.session, 'stage.request', { ...request });
+      this.pending = { id, stage: request.stage, handlers, resolve, reject };
+      this.sendFrames(frames).catch((e: Error) => {
+        this.pending = undefined;
+        reject(e);
+      });
+    });
+  }
+
+  /**
+   * Round trip to the sidecar's I/O thread in ms: `ping` out, `pong` (re = the ping id) back.
+   * Works while a stage runs (the main thread is not involved). Rejects on timeout or if the sidecar fails.
+   */
+  ping(timeoutMs = 5000): Promise<number> {
+    if (this.failure) return Promise.reject(this.failure);
+    const peer = this.peer;
+    if (peer === undefined) return Promise.reject(new Error('sidecar has not said hello'));
+    const { frames, id } = encode(this.key, this.session, 'ping', {});
+    return new Promise<number>((resolve, reject) => {
+      const t0 = performance.now();
+      const timer = setTimeout(() => {
+        this.pings.delete(id);
+        reject(new Error(`no pong within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pings.set(id, { resolve: () => resolve(performance.now() - t0), reject, timer });
+      this.socket.send([peer, ...frames]).catch((e: Error) => {
+        clearTimeout(timer);
+        this.pings.delete(id);
+        reject(e);
+      });
     });
   }
 
@@ -219,6 +246,7 @@ export class Sidecar {
 
   private async finish(): Promise<void> {
     if (this.watchdog) clearInterval(this.watchdog);
+    this.rejectPings(new Error('sidecar closed'));
     this.watchdog = undefined;
     if (!this.socket.closed) this.socket.close();
     rmSync(this.ipcDir, { recursive: true, force: true });
@@ -226,9 +254,13 @@ export class Sidecar {
 
   private async send(type: string, body: Record<string, unknown>): Promise<string> {
     const { frames, id } = encode(this.key, this.session, type, body);
+    await this.sendFrames(frames);
+    return id;
+  }
+
+  private async sendFrames(frames: Buffer[]): Promise<void> {
     if (this.peer === undefined) throw new Error('sidecar has not said hello');
     await this.socket.send([this.peer, ...frames]);
-    return id;
   }
 
   private async pump(): Promise<void> {
@@ -264,6 +296,14 @@ export class Sidecar {
         return;
       case 'heartbeat':
         return;
+      case 'pong': {
+        const re = msg.envelope.re;
+        const waiter = re ? this.pings.get(re) : undefined;
+        if (!re || !waiter) return; // late (timed out) or unknown: tolerated
+        this.pings.delete(re);
+        clearTimeout(waiter.timer);
+        return waiter.resolve();
+      }
       case 'event.metric':
         return h?.onMetric?.(msg.body);
       case 'event.log':
@@ -301,6 +341,15 @@ export class Sidecar {
     const p = this.pending;
     this.pending = undefined;
     p?.reject(e);
+    this.rejectPings(e);
+  }
+
+  private rejectPings(e: Error): void {
+    for (const w of this.pings.values()) {
+      clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.pings.clear();
   }
 
   private warn(message: string): void {

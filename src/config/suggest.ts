@@ -1,19 +1,25 @@
 // "Did you mean" for misspelt keys, flags and names.
 
-/** Edit distance (Levenshtein) with an early exit once every cell exceeds `max`. */
+/**
+ * Edit distance counting a swap of two neighbours as one edit (optimal string alignment), so
+ * `dop` → `dpo` is one typo, with an early exit once a whole row exceeds `max`.
+ */
 export function editDistance(a: string, b: string, max = Infinity): number {
   if (a === b) return 0;
+  let prevPrev: number[] = [];
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
     let rowMin = i;
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      const v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost);
+      let v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prevPrev[j - 2]! + 1);
       cur.push(v);
       rowMin = Math.min(rowMin, v);
     }
     if (rowMin > max) return rowMin;
+    prevPrev = prev;
     prev = cur;
   }
   return prev[b.length]!;

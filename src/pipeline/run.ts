@@ -200,6 +200,7 @@ async function withSidecar(
     await sidecar.kill();
     throw new InterruptedError('Interrupted before any stage started.');
   }
+  runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
   const updated = updateRun(dir, (r) => {
     r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
   });
