@@ -14,3 +14,6 @@ test:
 
 clean:
 	rm -rf dist .stamps
+
+bench:
+	@bench/run-bridge.sh

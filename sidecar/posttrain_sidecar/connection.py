@@ -6,6 +6,7 @@ Threads:
   * I/O thread ("posttrain-io"): owns the DEALER socket; sends queued frames in order, sends
     heartbeats once hello.ack arrived, receives and checks incoming messages. ``cancel`` and
     ``shutdown`` set events; ``stage.request`` (and ``hello.ack``) go to the inbound queue.
+    ``ping`` is answered with ``pong`` right there, without the main thread (RTT probe).
   * parent watchers (daemon): exit the process (code 70) when the controller goes away.
 
 Everything human-readable goes to stderr; stdout is never written.
@@ -26,6 +27,7 @@ import time
 import traceback
 from typing import Any, Callable, Mapping
 
+import msgpack
 import zmq
 
 from . import __version__
@@ -49,6 +51,7 @@ from .protocol import (
     decode,
     encode,
     make_envelope,
+    sign,
 )
 
 ENV_ENDPOINT = "POSTTRAIN_ENDPOINT"
@@ -68,6 +71,11 @@ POLL_MS = 50
 DEFAULT_ACK_TIMEOUT_S = 30.0
 CLOSE_LINGER_MS = 1000
 PARENT_POLL_S = 0.5
+
+# Liveness/latency probe (protocol 1.x addition): the controller sends ``ping {}``; the I/O thread
+# answers ``pong {}`` with ``re`` = the ping id at once, without involving the main thread.
+PING = "ping"
+PONG = "pong"
 
 _PROBE_PACKAGES = {
     "torch": "torch",
@@ -301,6 +309,8 @@ class Connection:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._dropped = 0
+        self._pongs: list[str] = []  # ids of pings to answer (I/O thread only)
+        self._send_blocked = False  # the last drain hit the high-water mark (set by the I/O thread)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -361,15 +371,29 @@ class Connection:
     def send(self, type: str, body: Mapping[str, Any] | None = None, re: str | None = None) -> str:
         """Queue one message; returns its id. Encodes on the caller's thread (TypeError surfaces here)."""
         env = make_envelope(type, body, self.session, re, v=self.wire_major)
-        frames = encode(env, self.key)
+        return self._enqueue(type, env["id"], encode(env, self.key))
+
+    def _send_native(self, type: str, body: dict[str, Any], re: str | None = None) -> str:
+        """``send()`` for a body known to hold msgpack-native values only (str keys; str, int,
+        float, None, and maps of those): skips ``to_wire``'s generic walk, the hot spot of the
+        metric path. Same envelope, same bytes, same signature."""
+        env = make_envelope(type, None, self.session, re, v=self.wire_major)
+        env["body"] = body
+        return self._enqueue(type, env["id"], _encode_native(env, self.key))
+
+    def _enqueue(self, type: str, msg_id: str, frames: list[bytes]) -> str:
         if self._closed:
             eprint(f"dropping {type!r}: connection closed")
-            return env["id"]
+            return msg_id
         with self._cv:
+            # The I/O thread drains the whole queue once woken: wake it only when the queue was
+            # empty (or its last send hit the high-water mark), not once per message.
+            wake = not self._out or self._send_blocked
             self._out.append(frames)
             self._enqueued += 1
-        self._wake()
-        return env["id"]
+        if wake:
+            self._wake()
+        return msg_id
 
     def hello(self, capabilities: list[str], fake: bool = False, protocol: str | None = None,
               extra: Mapping[str, Any] | None = None) -> str:
@@ -402,6 +426,8 @@ class Connection:
                 clean[str(k)] = num
         if not clean:
             return None
+        if isinstance(stage, str):  # str stage, int step, float values: wire-native already
+            return self._send_native(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
         return self.send(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
 
     def log(self, level: str, message: str, stage: str | None = None) -> str:
@@ -509,22 +535,49 @@ class Connection:
                 self._requests_seen += 1
                 msg["_seq"] = self._requests_seen
             self._inbound.put(msg)
+        elif kind == PING:
+            self._pongs.append(msg["id"])  # answered by the I/O thread right after this receive batch
         # unknown types: ignored
 
     def _drain_out(self, sock: zmq.Socket) -> None:
+        # Takes what is queued in one batch (one lock round trip and one notify per batch, not
+        # per message); what could not be sent goes back to the front, in order.
         while not self._frozen.is_set():
             with self._cv:
                 if not self._out:
+                    self._send_blocked = False
                     return
-                frames = self._out[0]
-            try:
-                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return  # peer's queue full: retry on the next turn
+                batch = list(self._out)
+                self._out.clear()
+            sent = 0
+            blocked = False
+            for frames in batch:
+                if self._frozen.is_set():
+                    break
+                try:
+                    sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    blocked = True  # peer's queue full: retry on the next turn
+                    break
+                sent += 1
             with self._cv:
-                self._out.popleft()
-                self._sent += 1
+                if sent < len(batch):
+                    self._out.extendleft(reversed(batch[sent:]))
+                self._sent += sent
+                self._send_blocked = blocked
                 self._cv.notify_all()
+            if sent < len(batch):
+                return
+
+    def _send_pongs(self, sock: zmq.Socket) -> None:
+        """Answer the pings just received (I/O thread; pongs may overtake queued events)."""
+        pongs, self._pongs = self._pongs, []
+        for ping_id in pongs:
+            env = make_envelope(PONG, {}, self.session, ping_id, v=self.wire_major)
+            try:
+                sock.send_multipart(_encode_native(env, self.key), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # peer's queue full: the controller's ping times out, like a lost heartbeat
 
     def _reconnect(self, sock: zmq.Socket, monitor: zmq.Socket) -> None:
         disconnected = False
@@ -594,6 +647,8 @@ class Connection:
                         self._handle(frames)
                 if self._frozen.is_set():
                     continue
+                if self._pongs:
+                    self._send_pongs(sock)
                 self._drain_out(sock)
                 if self.acked.is_set():
                     now = time.monotonic()
@@ -622,6 +677,14 @@ class Connection:
             ctx.term()
             with self._cv:
                 self._cv.notify_all()
+
+
+def _encode_native(env: Mapping[str, Any], key: bytes) -> list[bytes]:
+    """``protocol.encode`` minus ``to_wire``, for envelopes built of msgpack-native values only."""
+    payload = msgpack.packb(env, use_bin_type=True)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    return [sign(payload, key), payload]
 
 
 def _as_float(v: Any) -> float | None:

@@ -14,6 +14,8 @@ Script fields (all optional):
   stages               {<stage> or "*": {steps: 10, step_time_s: 0.01, save_every: 5,
                         crash_at_step: k, hang_at_step: k, error: {code, message, retryable},
                         metrics_per_step: 1}}
+                       step_time_s 0: no sleep between steps; save_every 0: no periodic checkpoint
+                       (the final one is still written), as bench/bridge.mjs uses it.
 
 A stage plays deterministically (so resume can be checked): step s emits
 ``train/loss = round(1/(1+s), 6)``, ``train/learning_rate = 1e-3``, ``train/epoch = round(s/steps, 6)``.

@@ -18,7 +18,6 @@ import hmac
 import math
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any, Sequence
 
@@ -105,7 +104,8 @@ def _wire_key(key: Any) -> str:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    # 16 random bytes as hex, like uuid4().hex but ~1 µs cheaper per message (metrics are per step).
+    return os.urandom(16).hex()
 
 
 def make_envelope(

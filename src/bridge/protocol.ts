@@ -71,6 +71,8 @@ export const INCOMING = {
   'event.log': LogBody,
   'event.checkpoint': CheckpointBody,
   heartbeat: z.object({}).loose(),
+  /** Answer to the controller's `ping` (re = the ping id), sent by the sidecar's I/O thread. */
+  pong: z.object({}).loose(),
   'stage.result': StageResultBody,
 } as const;
 export type IncomingType = keyof typeof INCOMING;

@@ -1,0 +1,33 @@
+// The bridge on its own: start a fake sidecar, round-trip pings, stream a burst of metrics in
+// order, shut down cleanly.
+import { describe, expect, it } from 'vitest';
+import { Sidecar } from '../../src/bridge/sidecar.js';
+import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
+import { tmp } from '../helpers/cli.js';
+
+const spec = (script: unknown) => ({
+  python: DEFAULT_VENV_PYTHON,
+  module: 'posttrain_sidecar.fake',
+  cwd: tmp(),
+  env: { POSTTRAIN_FAKE_SCRIPT: JSON.stringify(script) },
+  startTimeoutS: 20,
+  heartbeatIntervalS: 0.5,
+  heartbeatTimeoutS: 10,
+});
+
+describe('Sidecar bridge', () => {
+  it('pings, streams 2,000 metrics in order, and shuts down with exit 0', async () => {
+    const s = await Sidecar.start(spec({ stages: { '*': { steps: 2000, step_time_s: 0, save_every: 0 } } }));
+    expect(s.hello).toMatchObject({ protocol: '1.0', fake: true });
+    const rtt = await s.ping();
+    expect(rtt).toBeGreaterThan(0);
+    expect(rtt).toBeLessThan(1000);
+    const seen: number[] = [];
+    const dir = tmp();
+    const result = await s.runStage({ stage: 'sft', config: { model: { id: 'x' } }, stage_dir: dir, data: {}, init_adapter: null, resume_from: null }, { onMetric: (m) => seen.push(m.step) });
+    expect(result.status).toBe('ok');
+    expect(seen).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1));
+    await s.shutdown();
+    expect(s.alive).toBe(false);
+  });
+});
