@@ -1,6 +1,9 @@
-// Resumable checkpoints written by the sidecar: stages/<stage>/checkpoints/checkpoint-<step>/.
-// A checkpoint counts only once the sidecar has written its completion marker last: a folder
-// without it was cut short (crash mid-save) and must not be resumed from.
+// Resumable checkpoints written by the sidecar: stages/<stage>/checkpoints/checkpoint-<n>/, or
+// for stages with several phases (RLHF: reward model, then policy) one level down,
+// checkpoints/<phase>/checkpoint-<n>/. A checkpoint counts only once the sidecar has written its
+// completion marker last: a folder without it was cut short (crash mid-save) and is never resumed.
+// The marker's `step` is the stage-wide step (a later phase continues the earlier one's count);
+// the folder number is only the phase's own trainer step.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -8,47 +11,62 @@ import * as path from 'node:path';
 export const CHECKPOINT_MARKER = 'posttrain-complete.json';
 
 export interface CheckpointInfo {
+  /** Stage-wide step: the marker's `step` when it has one, else the folder's number. */
   step: number;
   path: string;
   /** The marker exists and parses as JSON. */
   complete: boolean;
+  /** The phase sub-folder, for multi-phase stages. */
+  phase: string | null;
 }
 
 const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
 
-function markerOk(dir: string): boolean {
+/** The parsed marker, or null when it is missing or unreadable (an incomplete checkpoint). */
+function readMarker(dir: string): { step?: unknown } | null {
   try {
-    JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT_MARKER), 'utf8'));
-    return true;
+    const m = JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT_MARKER), 'utf8')) as unknown;
+    return typeof m === 'object' && m !== null ? (m as { step?: unknown }) : {};
   } catch {
-    return false;
+    return null;
   }
 }
 
-/** `checkpoints/checkpoint-<int>` folders of a stage, by step ascending; anything else is ignored. */
-export function listCheckpoints(stageDir: string): CheckpointInfo[] {
-  const root = path.join(stageDir, 'checkpoints');
+const isDir = (p: string) => {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+function scan(root: string, phase: string | null, out: CheckpointInfo[]): void {
   let names: string[];
   try {
     names = fs.readdirSync(root);
   } catch {
-    return []; // no checkpoints folder (yet)
+    return; // no checkpoints folder (yet)
   }
-  const out: CheckpointInfo[] = [];
   for (const name of names) {
-    const m = CHECKPOINT_DIR.exec(name);
-    if (m === null) continue;
-    const step = Number(m[1]);
-    if (!Number.isSafeInteger(step)) continue;
     const dir = path.join(root, name);
-    try {
-      if (!fs.statSync(dir).isDirectory()) continue;
-    } catch {
+    const m = CHECKPOINT_DIR.exec(name);
+    if (m === null) {
+      if (phase === null && /^[a-z][a-z0-9_]*$/.test(name) && isDir(dir)) scan(dir, name, out);
       continue;
     }
-    out.push({ step, path: dir, complete: markerOk(dir) });
+    const own = Number(m[1]);
+    if (!Number.isSafeInteger(own) || !isDir(dir)) continue;
+    const marker = readMarker(dir);
+    const step = marker !== null && Number.isSafeInteger(marker.step) ? (marker.step as number) : own;
+    out.push({ step, path: dir, complete: marker !== null, phase });
   }
-  return out.sort((a, b) => a.step - b.step);
+}
+
+/** Checkpoint folders of a stage (phase sub-folders included), by step ascending; anything else is ignored. */
+export function listCheckpoints(stageDir: string): CheckpointInfo[] {
+  const out: CheckpointInfo[] = [];
+  scan(path.join(stageDir, 'checkpoints'), null, out);
+  return out.sort((a, b) => a.step - b.step || a.path.localeCompare(b.path));
 }
 
 /** The complete checkpoint with the highest step, or null. */

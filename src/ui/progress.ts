@@ -16,7 +16,7 @@ const KEY_METRICS: Record<StageName, string[]> = {
   sft: ['train/loss'],
   dpo: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
   grpo: ['train/reward', 'train/kl'],
-  rlhf: ['train/loss', 'eval/accuracy', 'train/reward', 'train/kl'],
+  rlhf: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
 };
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '–' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));

@@ -23,12 +23,12 @@ describe('checkpoints', () => {
     for (const junk of ['checkpoint-abc', 'checkpoint-', 'checkpoint-3.5', 'checkpoint--1', 'tmp-checkpoint-7', 'runs']) checkpoint(stage, junk, '{}');
     fs.writeFileSync(path.join(stage, 'checkpoints', 'checkpoint-30'), 'a file, not a folder');
     expect(listCheckpoints(stage)).toEqual([
-      { step: 5, path: c5, complete: true },
-      { step: 10, path: c10, complete: true },
-      { step: 20, path: c20, complete: false },
-      { step: 40, path: c40, complete: false },
+      { step: 5, path: c5, complete: true, phase: null },
+      { step: 10, path: c10, complete: true, phase: null },
+      { step: 20, path: c20, complete: false, phase: null },
+      { step: 40, path: c40, complete: false, phase: null },
     ]);
-    expect(newestCompleteCheckpoint(stage)).toEqual({ step: 10, path: c10, complete: true });
+    expect(newestCompleteCheckpoint(stage)).toEqual({ step: 10, path: c10, complete: true, phase: null });
   });
 
   it('no checkpoints folder, or only incomplete checkpoints: nothing to resume from', () => {
@@ -37,5 +37,33 @@ describe('checkpoints', () => {
     expect(newestCompleteCheckpoint(stage)).toBeNull();
     checkpoint(stage, 'checkpoint-3', null);
     expect(newestCompleteCheckpoint(stage)).toBeNull();
+  });
+});
+
+describe('multi-phase stages (RLHF)', () => {
+  it('finds checkpoints one phase folder down and orders them by the stage-wide step in the marker', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { listCheckpoints, newestCompleteCheckpoint } = await import('../../src/artifacts/checkpoints.js');
+    const stage = mkdtempSync(join(tmpdir(), 'ckpt-phase-'));
+    const mk = (rel: string, marker?: object) => {
+      const d = join(stage, 'checkpoints', rel);
+      mkdirSync(d, { recursive: true });
+      if (marker) writeFileSync(join(d, 'posttrain-complete.json'), JSON.stringify(marker));
+      return d;
+    };
+    mk('reward_model/checkpoint-10', { step: 10, phase: 'reward_model' });
+    mk('reward_model/checkpoint-20', { step: 20, phase: 'reward_model' });
+    const policy5 = mk('policy/checkpoint-5', { step: 25, phase: 'policy' });
+    mk('policy/checkpoint-10'); // incomplete
+    const list = listCheckpoints(stage);
+    expect(list.map((c) => [c.phase, c.step, c.complete])).toEqual([
+      ['policy', 10, false], // same step: ordered by path
+      ['reward_model', 10, true],
+      ['reward_model', 20, true],
+      ['policy', 25, true],
+    ]);
+    expect(newestCompleteCheckpoint(stage)).toMatchObject({ path: policy5, step: 25, phase: 'policy' });
   });
 });

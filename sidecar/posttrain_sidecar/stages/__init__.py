@@ -1,0 +1,1 @@
+"""One file per stage. Each exposes ``run(request, conn) -> (status, summary)``."""

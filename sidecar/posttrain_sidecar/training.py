@@ -1,0 +1,285 @@
+"""What every stage shares: TRL argument building, the streaming callback, data loading,
+resume, saving the adapter, and before/after samples.
+
+A stage file (stages/<name>.py) builds its trainer from these pieces and calls ``train()``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoints import atomic_write_json, latest_complete, write_complete_marker
+from .connection import Connection, StageError
+from .modeling import Runtime
+
+# --------------------------------------------------------------------------------------------
+# Metric keys: namespaced and identical across stages. TRL logs bare keys (loss, grad_norm, kl,
+# reward) and namespaced ones (rewards/margins); eval keys come prefixed with eval_.
+
+def metric_key(key: str) -> str:
+    if key.startswith("eval_"):
+        return f"eval/{key[5:]}"
+    if "/" in key:
+        return key
+    return f"train/{key}"
+
+
+def numeric(logs: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in logs.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        out[metric_key(k)] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+
+def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> dict[str, Any]:
+    """TrainingArguments shared by every TRL config, from one stage's train settings."""
+    save_steps = train.get("save_steps")
+    on_cpu = runtime.device == "cpu"
+    return dict(
+        output_dir=str(Path(stage_dir) / "checkpoints"),
+        num_train_epochs=float(train["epochs"]),
+        max_steps=int(train["max_steps"]) if train.get("max_steps") else -1,
+        learning_rate=float(train["learning_rate"]),
+        per_device_train_batch_size=int(train["batch_size"]),
+        per_device_eval_batch_size=int(train["batch_size"]),
+        gradient_accumulation_steps=int(train["grad_accum"]),
+        # transformers 5: a float in [0, 1) is a ratio of total steps (warmup_ratio is gone).
+        warmup_steps=float(train["warmup_ratio"]),
+        lr_scheduler_type=train["lr_scheduler"],
+        weight_decay=float(train["weight_decay"]),
+        max_grad_norm=float(train["max_grad_norm"]),
+        logging_steps=int(train["logging_steps"]),
+        logging_first_step=True,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=int(save_steps) if save_steps else 500,
+        save_total_limit=int(train["save_total_limit"]),
+        seed=int(config["runtime"]["seed"]),
+        data_seed=int(config["runtime"]["seed"]),
+        report_to=list(config["runtime"].get("report_to") or []) or "none",
+        disable_tqdm=True,
+        # CPU: TRL needs these off (see DEVELOPERS notes); GPU: bf16 compute where supported.
+        use_cpu=on_cpu,
+        bf16=(not on_cpu) and str(runtime.dtype) == "torch.bfloat16",
+        fp16=(not on_cpu) and str(runtime.dtype) == "torch.float16",
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+class StreamCallback:
+    """Streams every on_log dict as event.metric, honours cancel at step boundaries, marks and
+    reports checkpoints. Built lazily so transformers is imported only when a stage runs."""
+
+    def __new__(cls, *args, **kwargs):  # noqa: D102 - returns an instance of a TrainerCallback subclass
+        from transformers import TrainerCallback
+
+        class _Stream(TrainerCallback):
+            def __init__(self, conn: Connection, stage: str, boundary: int = 1, step_offset: int = 0, prefix: str = "", phase: str | None = None):
+                self.conn = conn
+                self.stage = stage
+                self.phase = phase  # RLHF: "reward_model" or "policy", recorded in checkpoint markers
+                self.boundary = max(1, boundary)  # GRPO: only stop where a generation cycle ends
+                self.step_offset = step_offset  # RLHF: the policy phase continues the reward model's step count
+                self.prefix = prefix
+                self.cancelled = False
+                self.last_step = 0
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                values = numeric(logs or {})
+                if self.prefix:
+                    values = {(k if k.startswith(self.prefix) else f"{self.prefix}{k}"): v for k, v in values.items()}
+                if values:
+                    self.conn.metric(self.stage, self.step_offset + int(state.global_step), values)
+
+            def on_step_end(self, args, state, control, **kw):
+                self.last_step = int(state.global_step)
+                if self.conn.cancel_requested.is_set() and state.global_step % self.boundary == 0:
+                    self.cancelled = True
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+            def on_save(self, args, state, control, **kw):
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    # Written last: a checkpoint without it was interrupted mid-save and is ignored.
+                    # `step` is the stage-wide step (phase offset included): the controller resumes
+                    # from the complete checkpoint with the highest one and truncates metrics there.
+                    info = {"step": self.step_offset + int(state.global_step), "stage": self.stage}
+                    if self.phase:
+                        info["phase"] = self.phase
+                    write_complete_marker(ckpt, **info)
+                    self.conn.checkpoint(self.stage, str(ckpt), self.step_offset + int(state.global_step))
+
+        return _Stream(*args, **kwargs)
+
+
+def quiet(trainer) -> None:
+    """Nothing may print to stdout: drop the console printer and progress bars."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+
+
+# --------------------------------------------------------------------------------------------
+
+def load_rows(path: str, limit: int | None = None):
+    """The canonical JSONL the controller wrote (already validated and mapped)."""
+    from datasets import Dataset
+
+    if not path or not os.path.isfile(path):
+        raise StageError("data_missing", f"canonical data file {path!r} is missing from the run folder")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+            if limit and len(rows) >= limit:
+                break
+    if not rows:
+        raise StageError("data_empty", f"{path} holds no rows")
+    return Dataset.from_list(rows)
+
+
+def split(ds, eval_fraction: float, seed: int):
+    if not eval_fraction or len(ds) < 4:
+        return ds, None
+    n_eval = max(1, int(round(len(ds) * eval_fraction)))
+    parts = ds.train_test_split(test_size=n_eval, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def truncate_prompts(ds, tokenizer, max_prompt_length: int | None, column: str = "prompt"):
+    """Keep the last max_prompt_length tokens of each prompt (TRL 1.13 GRPO has no such option)."""
+    if not max_prompt_length:
+        return ds
+
+    def cut(row):
+        ids = tokenizer(row[column], add_special_tokens=False)["input_ids"]
+        if len(ids) > max_prompt_length:
+            row[column] = tokenizer.decode(ids[-max_prompt_length:])
+        return row
+
+    return ds.map(cut)
+
+
+# --------------------------------------------------------------------------------------------
+
+def resume_checkpoint(request: dict) -> str | None:
+    path = request.get("resume_from")
+    if not path:
+        return None
+    if not (Path(path) / "posttrain-complete.json").is_file():
+        raise StageError("bad_checkpoint", f"{path} is not a complete checkpoint")
+    return path
+
+
+def reload_trained_adapter(model, checkpoint: str) -> None:
+    """transformers 5.18 resumes a PeftModel that carries TRL's frozen "ref" adapter by loading only
+    the ref/ subfolder, silently resetting the trained adapter (DPO loss back to ln 2). Load the
+    "default" adapter's weights from the checkpoint explicitly."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    f = Path(checkpoint) / "adapter_model.safetensors"
+    if f.is_file() and hasattr(model, "peft_config") and "ref" in getattr(model, "peft_config", {}):
+        set_peft_model_state_dict(model, load_file(str(f)), adapter_name="default")
+
+
+def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, callback) -> dict[str, Any]:
+    """Train (or resume), translating failures into typed stage errors."""
+    import torch
+
+    quiet(trainer)
+    trainer.add_callback(callback)
+    if checkpoint:
+        reload_trained_adapter(trainer.model, checkpoint)
+    conn.state("training", stage)
+    t0 = time.time()
+    try:
+        out = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.cuda.OutOfMemoryError as e:  # type: ignore[attr-defined]
+        raise StageError("out_of_memory", f"CUDA out of memory: {e}. Lower batch_size or max lengths, or raise grad_accum.", retryable=True) from e
+    metrics = numeric(dict(out.metrics)) if out is not None else {}
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            conn.log("warning", f"{k} is {v}", stage)
+    return {"train_runtime_s": time.time() - t0, "global_step": int(trainer.state.global_step), **metrics}
+
+
+def save_adapter(model, stage_dir: str, meta: dict[str, Any]) -> str:
+    """The stage's final adapter: only the trained "default" adapter (not TRL's "ref" copy), plus
+    posttrain.json saying which base, which parent adapter, and that nothing was merged."""
+    out = Path(stage_dir) / "adapter"
+    tmp = Path(stage_dir) / ".adapter.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    kwargs = {"selected_adapters": ["default"]} if "ref" in getattr(model, "peft_config", {}) else {}
+    model.save_pretrained(str(tmp), **kwargs)
+    atomic_write_json(tmp / "posttrain.json", {"merged": False, **meta})
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)  # whole or not at all
+    return str(out)
+
+
+def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 32) -> list[str]:
+    """Greedy completions for a few fixed prompts, so a user sees what a stage changed."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    outs = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for p in prompts:
+            enc = tokenizer(p, return_tensors="pt").to(device)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            outs.append(tokenizer.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    if was_training:
+        model.train()
+    return outs
+
+
+def write_samples(stage_dir: str, stage: str, prompts: list[str], before: list[str], after: list[str]) -> None:
+    lines = [json.dumps({"stage": stage, "prompt": p, "before": b, "after": a}) for p, b, a in zip(prompts, before, after)]
+    (Path(stage_dir) / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def prompt_text(row: dict, tokenizer) -> str:
+    """The text a model sees as the prompt of a canonical row (chat rows through the template)."""
+    if "messages" in row:
+        msgs = [m for m in row["messages"] if m["role"] != "assistant"] or row["messages"][:1]
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return row["prompt"]
+
+
+def seed_everything(config: dict) -> None:
+    # Before building each trainer: LoRA layers are created before Trainer seeds.
+    from transformers import set_seed
+
+    set_seed(int(config["runtime"]["seed"]))
+
+
+def latest_checkpoint(stage_dir: str) -> str | None:
+    p = latest_complete(Path(stage_dir) / "checkpoints")
+    return str(p) if p else None
+
+
+Handler = Callable[[dict, Connection], tuple[str, dict]]

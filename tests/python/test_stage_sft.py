@@ -1,0 +1,106 @@
+"""SFT on the offline smoke model, in-process: the learning signal, the artifacts, cancel and resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain_sidecar.stages import sft
+from recorder import Recorder
+from stage_helpers import ROOT, make_request, smoke_config
+
+
+def losses(rec: Recorder) -> list[float]:
+    return [v for _, v in rec.series("train/loss")]
+
+
+def adapter_tensors(adapter_dir: str):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sft-full")
+    rec = Recorder()
+    status, summary = sft.run(make_request("sft", tmp, smoke_config(sft={"max_steps": 30, "save_steps": 10})), rec)
+    return tmp, rec, status, summary
+
+
+def test_loss_falls_and_metrics_are_namespaced(full_run):
+    _, rec, status, summary = full_run
+    assert status == "ok"
+    assert summary["global_step"] == 30
+    ls = losses(rec)
+    assert len(ls) >= 25
+    assert sum(ls[-5:]) / 5 < sum(ls[:5]) / 5 - 0.3, ls
+    keys = {k for _, _, v in rec.metrics for k in v}
+    assert {"train/loss", "train/learning_rate", "train/grad_norm"} <= keys
+    assert all("/" in k for k in keys)
+    steps = [s for s, _ in rec.series("train/loss")]
+    assert steps == sorted(steps) and steps[0] == 1
+
+
+def test_artifacts_load_with_plain_peft(full_run):
+    tmp, rec, _, summary = full_run
+    stage_dir = tmp / "stages" / "sft"
+    adapter = stage_dir / "adapter"
+    assert summary["adapter"] == str(adapter)
+    meta = json.loads((adapter / "posttrain.json").read_text())
+    assert meta["merged"] is False and meta["parent_adapter"] is None
+    # checkpoints every 10 steps, each with its completion marker, reported to the controller
+    assert [s for _, s in rec.checkpoints] == [10, 20, 30]
+    kept = [(p, s) for p, s in rec.checkpoints if Path(p).exists()]
+    assert [s for _, s in kept] == [20, 30]  # save_total_limit 2 rotates the oldest away
+    for path, step in kept:
+        assert json.loads((Path(path) / "posttrain-complete.json").read_text())["step"] == step
+    samples = [json.loads(l) for l in (stage_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 3 and all({"prompt", "before", "after"} <= set(s) for s in samples)
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ROOT / "data" / "smoke-model")
+    model = PeftModel.from_pretrained(base, str(adapter))
+    assert list(model.peft_config) == ["default"]
+
+
+def test_cancel_then_resume_equals_uninterrupted(full_run, tmp_path):
+    _, full, _, _ = full_run
+    cfg = smoke_config(sft={"max_steps": 30, "save_steps": 10})
+    first = Recorder(cancel_at_step=12)
+    status, summary = sft.run(make_request("sft", tmp_path, cfg), first)
+    assert status == "cancelled"
+    ckpt = Path(summary["checkpoint"])
+    # The cancel flag is seen at the next step boundary after the step-12 log.
+    k = int(ckpt.name.split("-")[1])
+    assert k in (12, 13) and (ckpt / "posttrain-complete.json").is_file()
+    assert max(s for s, _ in first.series("train/loss")) == k
+
+    second = Recorder()
+    status, _ = sft.run(make_request("sft", tmp_path, cfg, resume_from=str(ckpt)), second)
+    assert status == "ok"
+    resumed = {s: v for s, v in second.series("train/loss")}
+    uninterrupted = {s: v for s, v in full.series("train/loss")}
+    assert min(resumed) == k + 1
+    for step, value in resumed.items():
+        assert value == pytest.approx(uninterrupted[step], abs=1e-6), step
+    a = adapter_tensors(tmp_path / "stages" / "sft" / "adapter")
+    b = adapter_tensors(full_run[0] / "stages" / "sft" / "adapter")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max().item() < 1e-6, k
+
+
+def test_chat_rows_train_on_assistant_turns(tmp_path):
+    rows = [json.loads(l) for l in (ROOT / "data" / "smoke" / "sft.jsonl").read_text().splitlines()]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["response"]}]}) + "\n" for r in rows))
+    req = make_request("sft", tmp_path, smoke_config(sft={"max_steps": 8, "save_steps": None}))
+    req["data"]["sft"] = str(chat)
+    rec = Recorder()
+    status, _ = sft.run(req, rec)
+    assert status == "ok"
+    assert len(losses(rec)) >= 6
