@@ -15,8 +15,14 @@ from .connection import Connection, StageError, serve
 
 KNOWN_STAGES = ("sft", "dpo", "grpo", "rlhf")
 
-# stage name -> "package.module:function" or a callable. Empty until the trainers land.
-STAGE_HANDLERS: dict[str, Union[str, Callable[[dict, Connection], Any]]] = {}
+# stage name -> "package.module:function" or a callable; imported on first use, so hello never
+# waits for torch.
+STAGE_HANDLERS: dict[str, Union[str, Callable[[dict, Connection], Any]]] = {
+    "sft": "posttrain_sidecar.stages.sft:run",
+    "dpo": "posttrain_sidecar.stages.dpo:run",
+    "grpo": "posttrain_sidecar.stages.grpo:run",
+    "rlhf": "posttrain_sidecar.stages.rlhf:run",
+}
 
 
 def _resolve(target: Union[str, Callable]) -> Callable:

@@ -101,6 +101,15 @@ class StreamCallback:
                     values = {(k if k.startswith(self.prefix) else f"{self.prefix}{k}"): v for k, v in values.items()}
                 if values:
                     self.conn.metric(self.stage, self.step_offset + int(state.global_step), values)
+                # A cancel that arrives while step N is logged (the log runs after on_step_end, before
+                # the save check) stops at step N rather than N+1. Not on the end-of-training summary
+                # log (train_loss, train_runtime), which runs after the loop when nothing more is saved.
+                if (logs and "train_loss" not in logs and state.global_step > 0 and not self.cancelled
+                        and self.conn.cancel_requested.is_set() and state.global_step % self.boundary == 0):
+                    self.cancelled = True
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
 
             def on_step_end(self, args, state, control, **kw):
                 self.last_step = int(state.global_step)
