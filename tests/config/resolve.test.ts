@@ -184,7 +184,7 @@ describe('cross-field rules', () => {
     // the same rule guards the RLHF policy phase
     expect(rule(['stages.rlhf.policy.num_generations=3'])[0]?.path).toBe('stages.rlhf.policy.num_generations');
     // steps_per_generation enlarges the generation batch
-    expect(() => resolveConfig({ preset: 'smoke', set: ['stages.grpo.batch_size=2', 'stages.grpo.steps_per_generation=2', 'stages.grpo.save_steps=10'] })).not.toThrow();
+    expect(() => resolveConfig({ preset: 'smoke', set: ['stages.grpo.batch_size=4', 'stages.grpo.steps_per_generation=2', 'stages.grpo.save_steps=10'] })).not.toThrow();
   });
 
   it('num_generations must be at least 2 (advantages need a group)', () => {
