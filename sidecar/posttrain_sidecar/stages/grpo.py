@@ -69,8 +69,8 @@ def cycle_steps(args) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _trainer_class():
-    """GRPOTrainer whose prompt order depends on (seed, epoch) only.
+def epoch_seeded(trainer_cls):
+    """A subclass of TRL's GRPOTrainer or RLOOTrainer whose prompt order depends on (seed, epoch) only.
 
     TRL's RepeatSampler draws each epoch's permutation from one generator seeded once, so epoch k's
     order depends on how many epochs that sampler object has iterated. A run resumed in epoch k
@@ -78,7 +78,6 @@ def _trainer_class():
     ``set_epoch`` (which Trainer/accelerate call before every epoch, resumed or not) keeps epoch 0
     exactly as TRL orders it and makes a resumed run see the same prompts as an uninterrupted one.
     """
-    from trl import GRPOTrainer
     from trl.trainer.utils import RepeatSampler
 
     class _EpochSeededRepeatSampler(RepeatSampler):
@@ -86,14 +85,21 @@ def _trainer_class():
             if self.shuffle and self.seed is not None:
                 self.generator.manual_seed(int(self.seed) + int(epoch))
 
-    class PosttrainGRPOTrainer(GRPOTrainer):
+    class EpochSeeded(trainer_cls):
         def _get_train_sampler(self, dataset=None):
             sampler = super()._get_train_sampler(dataset)
             if type(sampler) is RepeatSampler:
                 sampler.__class__ = _EpochSeededRepeatSampler
             return sampler
 
-    return PosttrainGRPOTrainer
+    EpochSeeded.__name__ = f"Posttrain{trainer_cls.__name__}"
+    return EpochSeeded
+
+
+def _trainer_class():
+    from trl import GRPOTrainer
+
+    return epoch_seeded(GRPOTrainer)
 
 
 def build_grpo_config(

@@ -273,7 +273,7 @@ def build_rloo_trainer(config: dict, gen_cfg: dict, model, tokenizer, train_ds, 
 
     from trl import RLOOConfig, RLOOTrainer
 
-    from .grpo import check_vllm, cycle_steps
+    from .grpo import check_vllm, cycle_steps, epoch_seeded
 
     use_vllm = check_vllm(gen_cfg, runtime)
     kwargs = common_args(config, gen_cfg, runtime, stage_dir)
@@ -308,7 +308,8 @@ def build_rloo_trainer(config: dict, gen_cfg: dict, model, tokenizer, train_ds, 
             conn.log("info", f"save_steps {int(args.save_steps)} moved to {aligned}: checkpoints only at the end of a generation cycle ({cycle} steps)", STAGE)
         args.save_steps = aligned
     try:
-        return RLOOTrainer(
+        # Same per-epoch reseeding as GRPO, so a resume in a later epoch sees the same prompts.
+        return epoch_seeded(RLOOTrainer)(
             model=model, reward_funcs=[reward_model], args=args, train_dataset=train_ds, eval_dataset=eval_ds,
             processing_class=tokenizer, reward_processing_classes=[reward_tokenizer],
         )
