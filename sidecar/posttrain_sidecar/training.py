@@ -216,6 +216,9 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
     if checkpoint:
         reload_trained_adapter(trainer.model, checkpoint)
     conn.state("training", stage)
+    cuda = torch.cuda.is_available() and next(trainer.model.parameters()).is_cuda
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     try:
         out = trainer.train(resume_from_checkpoint=checkpoint)
@@ -225,7 +228,15 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
     for k, v in metrics.items():
         if isinstance(v, float) and not math.isfinite(v):
             conn.log("warning", f"{k} is {v}", stage)
-    return {"train_runtime_s": time.time() - t0, "global_step": int(trainer.state.global_step), **metrics}
+    summary = {"train_runtime_s": time.time() - t0, "global_step": int(trainer.state.global_step), **metrics}
+    # SFT logs TRL's running num_tokens; DPO/GRPO keep it in state.num_input_tokens_seen.
+    logged = [h["num_tokens"] for h in trainer.state.log_history if isinstance(h.get("num_tokens"), (int, float))]
+    tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or (max(logged) if logged else 0))
+    if tokens:
+        summary["tokens_seen"] = tokens
+    if cuda:
+        summary["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return summary
 
 
 def save_adapter(model, stage_dir: str, meta: dict[str, Any]) -> str:
