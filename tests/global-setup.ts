@@ -1,8 +1,48 @@
-// Build dist/ once before the suite: some tests drive the real `posttrain` bin as a child process.
+// Build dist/ once before the suite (some tests drive the real `posttrain` bin as a child
+// process), and after it render docs/RELIABILITY.md from the rows the fault tests recorded.
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export default function setup(): void {
-  const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('..', import.meta.url));
+const rowsFile = `${root}test-artifacts/reliability.jsonl`;
+
+export default function setup(): () => void {
   execFileSync(process.execPath, [`${root}/node_modules/typescript/bin/tsc`, '-p', `${root}/tsconfig.json`], { stdio: 'inherit', cwd: root });
+  rmSync(rowsFile, { force: true });
+  return () => renderReliability();
+}
+
+interface Row {
+  fault: string;
+  stage: string;
+  injected: number;
+  survived: number;
+  lost: number;
+  outcome: string;
+  test: string;
+}
+
+function renderReliability(): void {
+  if (!existsSync(rowsFile)) return;
+  const rows = readFileSync(rowsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+  // Only a run that executed the fault suites rewrites the document (a filtered run keeps it).
+  if (rows.length < 10) return;
+  rows.sort((a, b) => a.fault.localeCompare(b.fault) || a.stage.localeCompare(b.stage));
+  const sum = (k: 'injected' | 'survived' | 'lost') => rows.reduce((n, r) => n + r[k], 0);
+  const esc = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
+  const doc = [
+    '# Reliability',
+    '',
+    'Produced by the test suite (`make test`): every fault and hostile-input test records what it',
+    'injected and what survived, and the run renders this file. Do not edit by hand.',
+    '',
+    `Totals: **${sum('injected')}** faults and bad inputs injected, **${sum('survived')}** survived as required, **${sum('lost')}** metric lines or data rows lost.`,
+    '',
+    '| fault | stage / input | injected | survived | lost | outcome | test |',
+    '| --- | --- | ---: | ---: | ---: | --- | --- |',
+    ...rows.map((r) => `| ${esc(r.fault)} | ${esc(r.stage)} | ${r.injected} | ${r.survived} | ${r.lost} | ${esc(r.outcome)} | ${esc(r.test)} |`),
+    '',
+  ].join('\n');
+  writeFileSync(`${root}docs/RELIABILITY.md`, doc);
 }
