@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMetrics } from '../../src/artifacts/index.js';
 import { cli, fakeEnv, readJson, tmp } from '../helpers/cli.js';
+import { recordReliability } from '../helpers/reliability.js';
 
 const QUICK = { stages: { '*': { steps: 6, step_time_s: 0.005, save_every: 2 } } };
 
@@ -126,6 +127,7 @@ describe('failures are typed, recorded and recoverable', () => {
     const next = await cli(['stage', 'grpo'], { cwd, env: fakeEnv(QUICK) });
     expect(next.code).toBe(0);
     expect(readJson(join(dir, 'run.json')).stages.grpo.input_adapter).toBe(join(dir, 'stages', 'dpo', 'adapter'));
+    recordReliability({ fault: 'sidecar exits mid-stage (fake, exit 3)', stage: 'dpo', injected: 1, survived: 1, lost: 0, outcome: 'stage failed with stderr tail; resume from checkpoint-4 gave steps 1..6 once each', test: 'fake-run: crash at step k' });
   });
 
   it('an incomplete newest checkpoint is skipped by resume', async () => {
@@ -141,6 +143,7 @@ describe('failures are typed, recorded and recoverable', () => {
     expect(r.code).toBe(0);
     expect(readJson(join(dir, 'run.json')).stages.sft.resumed_from).toMatch(/checkpoint-4$/);
     expect(steps(dir, 'sft')).toEqual([1, 2, 3, 4, 5, 6]);
+    recordReliability({ fault: 'newest checkpoint half-written (no completion marker)', stage: 'sft', injected: 1, survived: 1, lost: 0, outcome: 'resume skipped it and used the previous complete checkpoint', test: 'fake-run: incomplete newest checkpoint' });
   });
 
   it('a hung sidecar is detected by the heartbeat timeout', async () => {
@@ -157,6 +160,7 @@ describe('failures are typed, recorded and recoverable', () => {
     const run = readJson(join(onlyRun(cwd), 'run.json'));
     expect(run.stages.sft).toMatchObject({ status: 'failed', error: { code: 'sidecar_hung' } });
     expect(steps(onlyRun(cwd), 'sft')).toEqual([1, 2]);
+    recordReliability({ fault: 'sidecar hangs (no heartbeats)', stage: 'sft', injected: 1, survived: 1, lost: 0, outcome: 'detected by heartbeat timeout, sidecar killed, stage failed with sidecar_hung', test: 'fake-run: hang' });
   });
 
   it('a refusal in-band fails the stage with its code and message', async () => {

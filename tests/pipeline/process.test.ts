@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { newestCompleteCheckpoint, readMetrics } from '../../src/artifacts/index.js';
 import { cli, fakeEnv, isAlive, readJson, spawnCli, tmp, waitFor } from '../helpers/cli.js';
+import { recordReliability } from '../helpers/reliability.js';
 
 const SLOW = { stages: { '*': { steps: 400, step_time_s: 0.02, save_every: 50 } } };
 
@@ -45,6 +46,7 @@ describe('signals and dead processes', () => {
     expect(resumed.code).toBe(0);
     const steps = readMetrics(join(dir, 'stages', 'sft', 'metrics.jsonl')).map((m) => m.step);
     expect(steps).toEqual(Array.from({ length: ckpt!.step + 3 }, (_, i) => i + 1));
+    recordReliability({ fault: 'SIGINT (Ctrl-C) to the CLI', stage: 'sft', injected: 1, survived: 1, lost: 0, outcome: 'cancel at step boundary, checkpoint at last step, exit 130, resume completed', test: 'process: Ctrl-C' });
   });
 
   it('a second Ctrl-C stops a sidecar that ignores cancel', async () => {
@@ -61,6 +63,7 @@ describe('signals and dead processes', () => {
     expect(code).toBe(130);
     expect(isAlive(pid)).toBe(false);
     expect(readJson(join(dir, 'run.json')).stages.sft.status).toBe('interrupted');
+    recordReliability({ fault: 'second SIGINT while the sidecar ignores cancel', stage: 'sft', injected: 1, survived: 1, lost: 0, outcome: 'sidecar stopped (SIGTERM/SIGKILL), exit 130, stage interrupted', test: 'process: second Ctrl-C' });
   });
 
   it('when the controller is SIGKILLed the sidecar exits by itself and the run shows as interrupted', async () => {
@@ -79,6 +82,7 @@ describe('signals and dead processes', () => {
     const resumed = await cli(['stage', 'sft', '--resume'], { cwd, env: fakeEnv({ stages: { '*': { steps: 60, step_time_s: 0, save_every: 50 } } }) });
     expect(resumed.code).toBe(0);
     expect(readJson(join(dir, 'run.json')).stages.sft).toMatchObject({ status: 'ok', resumed_from: expect.stringMatching(/checkpoint-50$/) });
+    recordReliability({ fault: 'controller SIGKILL (fake sidecar)', stage: 'sft', injected: 1, survived: 1, lost: 0, outcome: 'sidecar exited by itself; stale lock shown as interrupted; resume completed', test: 'process: controller SIGKILL' });
   });
 
   it('a second process on the same run folder gets a clear error', async () => {
@@ -92,6 +96,7 @@ describe('signals and dead processes', () => {
     expect(second.err).toMatch(/run sft,dpo/);
     child.proc.kill('SIGINT');
     expect((await child.exit).code).toBe(130);
+    recordReliability({ fault: 'second process on a locked run folder', stage: 'dpo', injected: 1, survived: 1, lost: 0, outcome: 'refused with exit 2 naming the pid and command holding the lock', test: 'process: two processes' });
   });
 
   it('the CLI process exits on its own after a run (no open sockets or timers)', async () => {
