@@ -12,7 +12,7 @@ export interface Progress {
 }
 
 /** Metric keys worth a glance, per stage, in the order shown. */
-const KEY_METRICS: Record<StageName, string[]> = {
+export const KEY_METRICS: Record<StageName, string[]> = {
   sft: ['train/loss'],
   dpo: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
   grpo: ['train/reward', 'train/kl'],

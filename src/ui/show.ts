@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readMetrics, type RunRecord, stageDir } from '../artifacts/index.js';
 import { STAGES } from '../config/schema.js';
+import { KEY_METRICS } from './progress.js';
 
 export function describeRun(dir: string, r: RunRecord): string {
   const out: string[] = [];
@@ -21,7 +22,8 @@ export function describeRun(dir: string, r: RunRecord): string {
     const metrics = existsSync(join(sd, 'metrics.jsonl')) ? readMetrics(join(sd, 'metrics.jsonl')) : [];
     const last = new Map<string, number | null>();
     for (const m of metrics) for (const [k, v] of Object.entries(m.values)) last.set(k, v);
-    const shown = [...last].filter(([k]) => /loss|reward|margin|accurac|kl/.test(k)).slice(0, 4);
+    // The same key metrics the live progress line shows, last value of each.
+    const shown = KEY_METRICS[s].filter((k) => last.has(k)).map((k) => [k, last.get(k)!] as const);
     out.push(`    ${s.padEnd(5)} ${st.status.padEnd(11)} steps ${st.steps ?? '-'}${shown.length ? `  ${shown.map(([k, v]) => `${k}=${v === null ? '–' : Number(v.toFixed(4))}`).join(' ')}` : ''}`);
     out.push(`          from ${st.input_adapter ?? 'base model'}${st.resumed_from ? `, resumed from ${st.resumed_from}` : ''}`);
     if (st.output_adapter) out.push(`          adapter ${st.output_adapter}`);
