@@ -44,9 +44,16 @@ def handle(request: dict[str, Any], conn: Connection):
     return _resolve(target)(request, conn)
 
 
+def preflight(body: dict[str, Any], conn: Connection) -> list[dict[str, Any]]:
+    """Answer ``preflight {config, stages}`` before the first stage (no model weights loaded)."""
+    from .preflight import check
+
+    return check(body, STAGE_HANDLERS)
+
+
 def main() -> None:
     sys.stdout = sys.stderr  # libraries that print must not write to the controller's stdout pipe
-    sys.exit(serve(handle, sorted(STAGE_HANDLERS), fake=False))
+    sys.exit(serve(handle, sorted(STAGE_HANDLERS), fake=False, preflight=preflight))
 
 
 if __name__ == "__main__":

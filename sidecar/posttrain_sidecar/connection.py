@@ -77,6 +77,14 @@ PARENT_POLL_S = 0.5
 PING = "ping"
 PONG = "pong"
 
+# Preflight (protocol 1.x addition): before the first stage the controller sends
+# ``preflight {config, stages}``; the main thread checks what it can without loading weights and
+# answers ``preflight.result {ok, problems: [{stage, code, message, severity, fix}]}`` (re = the
+# request id). ``ok`` is false when any problem has severity "error"; "warning"/"info" are notes.
+PREFLIGHT = "preflight"
+PREFLIGHT_RESULT = "preflight.result"
+PREFLIGHT_SEVERITIES = ("error", "warning", "info")
+
 _PROBE_PACKAGES = {
     "torch": "torch",
     "transformers": "transformers",
@@ -456,6 +464,12 @@ class Connection:
             body["error"] = dict(error)
         return self.send(STAGE_RESULT, body, re=re)
 
+    def preflight_result(self, re: str | None, problems: list[Mapping[str, Any]]) -> str:
+        """Answer a ``preflight`` request; ``ok`` is derived from the problems' severities."""
+        clean = [normalise_problem(p) for p in problems]
+        ok = not any(p["severity"] == "error" for p in clean)
+        return self.send(PREFLIGHT_RESULT, {"ok": ok, "problems": clean}, re=re)
+
     # -- receiving ---------------------------------------------------------------------------
 
     def wait_ack(self, timeout: float = DEFAULT_ACK_TIMEOUT_S) -> bool:
@@ -479,7 +493,7 @@ class Connection:
                 msg = self._inbound.get(timeout=left) if left is None or left > 0 else self._inbound.get_nowait()
             except queue.Empty:
                 return None
-            if msg["type"] == STAGE_REQUEST:
+            if msg["type"] in (STAGE_REQUEST, PREFLIGHT):
                 return msg
             if msg["type"] == SHUTDOWN:
                 return None
@@ -535,6 +549,8 @@ class Connection:
                 self._requests_seen += 1
                 msg["_seq"] = self._requests_seen
             self._inbound.put(msg)
+        elif kind == PREFLIGHT:
+            self._inbound.put(msg)  # answered by the main thread (it may import transformers)
         elif kind == PING:
             self._pongs.append(msg["id"])  # answered by the I/O thread right after this receive batch
         # unknown types: ignored
@@ -768,6 +784,55 @@ def run_request(conn: Connection, handler: Handler, request: Mapping[str, Any]) 
     return status
 
 
+PreflightCheck = Callable[[dict, Connection], Any]
+
+
+def normalise_problem(p: Any) -> dict[str, Any]:
+    """One preflight problem in wire shape: {stage, code, message, severity, fix}."""
+    if not isinstance(p, Mapping):
+        return {"stage": None, "code": "preflight_failed", "message": str(p), "severity": "error", "fix": None}
+    stage = p.get("stage")
+    severity = p.get("severity") if p.get("severity") in PREFLIGHT_SEVERITIES else "error"
+    fix = p.get("fix")
+    return {
+        "stage": stage if isinstance(stage, str) else None,
+        "code": str(p.get("code") or "preflight_failed"),
+        "message": str(p.get("message") or ""),
+        "severity": severity,
+        "fix": fix if isinstance(fix, str) else None,
+    }
+
+
+def run_preflight(conn: Connection, check: PreflightCheck | None, request: Mapping[str, Any]) -> bool:
+    """Answer one ``preflight`` request with ``check(body, conn) -> [problem, ...]``; returns ok.
+
+    Without a check (a sidecar that has nothing to verify) the answer is ok with no problems. A
+    malformed request or a check that raises is answered with one error problem, never a crash.
+    """
+    body = request.get("body") or {}
+    problems: list[Any]
+    if not isinstance(body.get("config"), dict):
+        problems = [{"stage": None, "code": "bad_request", "message": "malformed preflight: 'config' must be a map"}]
+    elif not isinstance(body.get("stages"), list) or not all(isinstance(s, str) for s in body["stages"]):
+        problems = [{"stage": None, "code": "bad_request", "message": "malformed preflight: 'stages' must be a list of stage names"}]
+    elif check is None:
+        problems = []
+    else:
+        try:
+            problems = list(check(dict(body), conn) or [])
+        except Exception as exc:  # noqa: BLE001 - a broken check is reported, not fatal to the sidecar
+            eprint("preflight check failed:\n" + traceback.format_exc().rstrip())
+            problems = [{"stage": None, "code": "preflight_failed",
+                         "message": f"the preflight check itself failed: {type(exc).__name__}: {exc}",
+                         "fix": "See the sidecar.log of the run for the traceback."}]
+    try:
+        conn.preflight_result(request.get("id"), problems)
+    except (TypeError, ValueError) as exc:  # a problem that cannot be sent
+        conn.preflight_result(request.get("id"), [{"stage": None, "code": "preflight_failed", "message": str(exc)}])
+        return False
+    return not any(normalise_problem(p)["severity"] == "error" for p in problems)
+
+
 def _normalise_return(ret: Any) -> tuple[str, dict[str, Any]]:
     if ret is None:
         return "ok", {}
@@ -791,6 +856,7 @@ def serve(
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
     conn: Connection | None = None,
     say_hello: bool = True,
+    preflight: PreflightCheck | None = None,
 ) -> int:
     """Connect, say hello, wait for hello.ack, run stage requests until shutdown. Returns the exit code.
 
@@ -821,6 +887,9 @@ def serve(
     while not conn.shutdown_requested.is_set():
         request = conn.next_request(timeout=0.5)
         if request is None:
+            continue
+        if request["type"] == PREFLIGHT:
+            run_preflight(conn, preflight, request)
             continue
         run_request(conn, handler, request)
     conn.close(flush_timeout=5.0)

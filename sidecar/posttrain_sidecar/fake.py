@@ -11,6 +11,8 @@ Script fields (all optional):
   ignore_cancel        keep playing when cancel arrives
   ack_timeout_s        how long to wait for hello.ack before exiting 2 (default 30)
   capabilities         stage names to announce (default sft, dpo, grpo, rlhf)
+  preflight_problems   problems to answer ``preflight`` with ([{stage, code, message, severity, fix}];
+                       default none: ok)
   stages               {<stage> or "*": {steps: 10, step_time_s: 0.01, save_every: 5,
                         crash_at_step: k, hang_at_step: k, error: {code, message, retryable},
                         metrics_per_step: 1}}
@@ -278,6 +280,7 @@ def main() -> int:
         protocol=script.get("protocol"),
         ack_timeout_s=float(script.get("ack_timeout_s", 30.0)),
         conn=conn,
+        preflight=lambda body, conn: list(script.get("preflight_problems") or []),
     )
 
 

@@ -63,6 +63,20 @@ export const StageResultBody = z.object({
   error: StageErrorBody.nullish(),
 });
 
+/**
+ * Preflight (protocol 1.x addition): the controller sends `preflight {config, stages}` before the
+ * first stage; the sidecar answers `preflight.result {ok, problems}` (re = the request id).
+ * `stage` null means every stage (model, device). Severity "error" makes ok false.
+ */
+export const PreflightProblemBody = z.object({
+  stage: z.string().nullish().transform((s) => s ?? null),
+  code: z.string(),
+  message: z.string(),
+  severity: z.enum(['error', 'warning', 'info']).catch('error').default('error'),
+  fix: z.string().nullish().transform((s) => s ?? null),
+});
+export const PreflightResultBody = z.object({ ok: z.boolean(), problems: z.array(PreflightProblemBody).default([]) });
+
 /** Incoming (sidecar → controller) types we act on. */
 export const INCOMING = {
   hello: HelloBody,
@@ -74,6 +88,7 @@ export const INCOMING = {
   /** Answer to the controller's `ping` (re = the ping id), sent by the sidecar's I/O thread. */
   pong: z.object({}).loose(),
   'stage.result': StageResultBody,
+  'preflight.result': PreflightResultBody,
 } as const;
 export type IncomingType = keyof typeof INCOMING;
 
@@ -84,6 +99,8 @@ export type LogEvent = z.infer<typeof LogBody>;
 export type CheckpointEvent = z.infer<typeof CheckpointBody>;
 export type StageResult = z.infer<typeof StageResultBody>;
 export type StageErrorInfo = z.infer<typeof StageErrorBody>;
+export type PreflightProblem = z.infer<typeof PreflightProblemBody>;
+export type PreflightResult = z.infer<typeof PreflightResultBody>;
 
 /** A decoded, validated incoming message. Unknown types carry their raw body. */
 export type Incoming =

@@ -22,6 +22,7 @@ import {
   MAX_MESSAGE_BYTES,
   type MetricEvent,
   newKey,
+  type PreflightResult,
   PROTOCOL_VERSION,
   ProtocolError,
   type StageResult,
@@ -83,11 +84,18 @@ export class Sidecar {
   private helloWaiter: ((h: Hello) => void) | undefined;
   private pending: Pending | undefined;
   private readonly pings = new Map<string, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly preflights = new Map<string, { resolve: (r: PreflightResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private lastSeen = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private closing = false;
   private failure: Error | undefined;
   hello!: Hello;
+  private boundEndpoint: string | undefined;
+
+  /** The ZeroMQ endpoint the controller's ROUTER is bound to (set once started). */
+  get endpoint(): string | undefined {
+    return this.boundEndpoint;
+  }
 
   private constructor(private readonly spec: SidecarSpec) {}
 
@@ -108,6 +116,7 @@ export class Sidecar {
     // ipc paths are limited to ~100 bytes; fall back to loopback TCP (never 0.0.0.0).
     await this.socket.bind(ipc.length < 100 ? ipc : 'tcp://127.0.0.1:*');
     const endpoint = this.socket.lastEndpoint ?? ipc;
+    this.boundEndpoint = endpoint;
     void this.pump();
 
     const hello = new Promise<Hello>((resolve) => (this.helloWaiter = resolve));
@@ -206,6 +215,31 @@ export class Sidecar {
     });
   }
 
+  /**
+   * Ask the sidecar to check, without loading weights, what the given stages will need (model
+   * config and tokenizer, reward functions, device, vLLM, bitsandbytes): `preflight {config,
+   * stages}` out, `preflight.result {ok, problems}` (re = its id) back. Rejects when the sidecar
+   * fails or closes, or with PreflightTimeoutError after `timeoutMs`.
+   */
+  preflight(config: unknown, stages: readonly string[], timeoutMs = 180_000): Promise<PreflightResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.peer === undefined) return Promise.reject(new Error('sidecar has not said hello'));
+    const { frames, id } = encode(this.key, this.session, 'preflight', { config, stages: [...stages] });
+    return new Promise<PreflightResult>((resolve, reject) => {
+      // Registered before sending, like a stage request.
+      const timer = setTimeout(() => {
+        this.preflights.delete(id);
+        reject(new PreflightTimeoutError(timeoutMs));
+      }, timeoutMs);
+      this.preflights.set(id, { resolve, reject, timer });
+      this.sendFrames(frames).catch((e: Error) => {
+        clearTimeout(timer);
+        this.preflights.delete(id);
+        reject(e);
+      });
+    });
+  }
+
   /** Ask the running stage to stop at the next step boundary (it saves a checkpoint). */
   cancel(): void {
     void this.send('cancel', {}).catch(() => undefined);
@@ -247,6 +281,7 @@ export class Sidecar {
   private async finish(): Promise<void> {
     if (this.watchdog) clearInterval(this.watchdog);
     this.rejectPings(new Error('sidecar closed'));
+    this.rejectPreflights(new Error('sidecar closed'));
     this.watchdog = undefined;
     if (!this.socket.closed) this.socket.close();
     rmSync(this.ipcDir, { recursive: true, force: true });
@@ -312,6 +347,14 @@ export class Sidecar {
         return h?.onState?.(msg.body);
       case 'event.checkpoint':
         return h?.onCheckpoint?.(msg.body);
+      case 'preflight.result': {
+        const re = msg.envelope.re;
+        const waiter = re ? this.preflights.get(re) : undefined;
+        if (!re || !waiter) return this.warn(`dropped a preflight.result for an unknown request (${re ?? 'none'})`);
+        this.preflights.delete(re);
+        clearTimeout(waiter.timer);
+        return waiter.resolve(msg.body);
+      }
       case 'stage.result': {
         const p = this.pending;
         if (!p || msg.envelope.re !== p.id) return this.warn(`dropped a stage.result for an unknown request (${msg.envelope.re ?? 'none'})`);
@@ -342,6 +385,15 @@ export class Sidecar {
     this.pending = undefined;
     p?.reject(e);
     this.rejectPings(e);
+    this.rejectPreflights(e);
+  }
+
+  private rejectPreflights(e: Error): void {
+    for (const w of this.preflights.values()) {
+      clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.preflights.clear();
   }
 
   private rejectPings(e: Error): void {
@@ -354,6 +406,13 @@ export class Sidecar {
 
   private warn(message: string): void {
     this.spec.onBridgeWarning?.(message);
+  }
+}
+
+/** The sidecar did not answer `preflight` in time (an older sidecar ignores the message type). */
+export class PreflightTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no preflight.result within ${timeoutMs / 1000} s`);
   }
 }
 

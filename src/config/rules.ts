@@ -1,6 +1,8 @@
 // Cross-field rules: combinations that each pass the schema but cannot train, or would train
 // wrongly without saying so. All of them run and all violations are reported together, before
 // any process starts.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ConfigIssue } from '../errors.js';
 import { type Config, DATA_KINDS, STAGES, type StageName } from './schema.js';
 import { didYouMean } from './suggest.js';
@@ -134,6 +136,55 @@ const rules: Rule[] = [
     return out;
   },
 ];
+
+/** Files any one of which lets AutoTokenizer build a tokenizer from a local folder. */
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'tokenizer.model',
+  'vocab.json',
+  'vocab.txt',
+  'spiece.model',
+  'sentencepiece.bpe.model',
+] as const;
+
+/**
+ * A local model folder (model.id spelled as a path; absolute after resolution) must exist, be a
+ * model folder (config.json) and carry a tokenizer. Hub ids are the sidecar's to check.
+ * Runs for `posttrain config` too: a config that cannot train is not a valid config.
+ */
+export function modelFolderIssues(id: string): ConfigIssue[] {
+  if (!id.startsWith('/')) return [];
+  const fix = 'Fix: point model.id at a folder saved with save_pretrained (config.json, weights and tokenizer files), or use a hub id like org/name.';
+  let isDir: boolean;
+  try {
+    isDir = statSync(id).isDirectory();
+  } catch {
+    return [issue('model.id', `${id} does not exist. ${fix}`)];
+  }
+  if (!isDir) return [issue('model.id', `${id} is a file, not a model folder. ${fix}`)];
+  const out: ConfigIssue[] = [];
+  if (!existsSync(join(id, 'config.json'))) out.push(issue('model.id', `${id} has no config.json — is it a model folder? ${fix}`));
+  let names: string[] = [];
+  try {
+    names = readdirSync(id);
+  } catch {
+    /* unreadable: the sidecar reports it */
+  }
+  const hasTokenizer = TOKENIZER_FILES.some((f) => names.includes(f)) || names.some((f) => f.endsWith('.tiktoken'));
+  if (!hasTokenizer) {
+    out.push(
+      issue(
+        'model.id',
+        `${id} has no tokenizer (none of ${TOKENIZER_FILES.join(', ')}). ` +
+          `Fix: save the tokenizer beside the model (tokenizer.save_pretrained("${id}")), or copy its tokenizer files from the model it came from.`,
+      ),
+    );
+  }
+  return out;
+}
+
+rules.push((c) => modelFolderIssues(c.model.id));
 
 export function checkRules(config: Config): ConfigIssue[] {
   return rules.flatMap((r) => r(config));

@@ -1,7 +1,7 @@
 // The orchestrator: a new run executes the selected stages in order through one sidecar; the
 // `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
 // run.json truthful, and shut the sidecar down whatever happens.
-import { appendFileSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   acquireLock,
@@ -25,8 +25,10 @@ import { InterruptedError } from '../errors.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { plainProgress, type Progress } from '../ui/progress.js';
 import type { Interrupt } from './interrupt.js';
+import { logAppender } from './log.js';
 import { checkStageData } from './preflight.js';
 import { checkResumeSafety } from './resume.js';
+import { sidecarPreflight } from './sidecar-preflight.js';
 import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
 
@@ -75,7 +77,10 @@ export async function startRun(resolved: ResolvedConfig, io: CliIO, interrupt: I
   try {
     data = await prepareData(config, stages, dir, progress, staging);
   } catch (e) {
-    rmSync(staging, { recursive: true, force: true });
+    // Best effort: when runs_dir itself is unusable this fails too, and must not hide why.
+    try {
+      rmSync(staging, { recursive: true, force: true });
+    } catch {}
     throw e;
   }
   const fake = sidecarModule(io.env) !== 'posttrain_sidecar';
@@ -100,7 +105,7 @@ export async function startRun(resolved: ResolvedConfig, io: CliIO, interrupt: I
   progress.note(`run ${id}: ${dir}`);
   const release = acquireLock(dir, `run ${stages.join(',')}`);
   try {
-    await withSidecar(config, io, dir, record, interrupt, progress, async (ctx) => {
+    await withSidecar(config, stages, io, dir, interrupt, progress, async (ctx) => {
       for (const stage of stages) ctx.record = await executeStage(ctx, stage, { resume: false });
     });
     return { runDir: dir, record: settle(dir, 'ok') };
@@ -144,7 +149,7 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
       if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => order(a) - order(b));
     });
     progress.note(`run ${record.id}: stage ${cmd.stage}${cmd.resume ? ' (resume)' : ''}`);
-    await withSidecar(record.config, io, dir, record, interrupt, progress, async (ctx) => {
+    await withSidecar(record.config, [cmd.stage], io, dir, interrupt, progress, async (ctx) => {
       ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume });
     });
     return { runDir: dir, record: settle(dir, null) };
@@ -172,15 +177,16 @@ function settle(dir: string, status: RunStatus | null): RunRecord {
 
 async function withSidecar(
   config: Config,
+  /** The stages `body` will run: the sidecar checks what they need before any of them starts. */
+  stages: readonly StageName[],
   io: CliIO,
   dir: string,
-  record: RunRecord,
   interrupt: Interrupt,
   progress: Progress,
   body: (ctx: StageContext) => Promise<void>,
 ): Promise<void> {
   let sink: ((line: string) => void) | undefined;
-  const runLog = (line: string) => appendFileSync(join(dir, 'sidecar.log'), `${line}\n`);
+  const runLog = logAppender(join(dir, 'sidecar.log'), progress);
   const spec = sidecarSpec(config, io.env, io.cwd);
   if (spec.module !== 'posttrain_sidecar') progress.note(`using sidecar module ${spec.module} (test hook POSTTRAIN_SIDECAR_MODULE)`);
   progress.note('starting the sidecar…');
@@ -200,15 +206,20 @@ async function withSidecar(
     await sidecar.kill();
     throw new InterruptedError('Interrupted before any stage started.');
   }
-  runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
-  const updated = updateRun(dir, (r) => {
-    r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
-  });
-  const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
+  // Everything after the start is inside try/finally: a failed write (disk full) must still shut
+  // the sidecar down, or the CLI waits on it forever.
   try {
+    runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
+    const updated = updateRun(dir, (r) => {
+      r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
+    });
+    const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
+    // Before any stage is marked running: model config and tokenizer load, reward functions
+    // import, device / vLLM / bitsandbytes are there. Problems fail with PreflightError (exit 2).
+    const checked = await sidecarPreflight({ sidecar, config, stages, runDir: dir, interrupt, progress, log: (l) => (sink ?? runLog)(l) });
+    if (checked) ctx.record = checked;
     await body(ctx);
   } finally {
     await sidecar.shutdown();
   }
-  void record;
 }

@@ -1,7 +1,7 @@
 // One stage of a run: pick its input adapter and checkpoint, send the request, record every
 // event as it arrives, and leave the stage folder and run.json in a truthful state whatever
 // happens (ok, in-band error, cancel, crash, hang).
-import { appendFileSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   MetricsWriter,
@@ -21,6 +21,7 @@ import { InterruptedError, UsageError } from '../errors.js';
 import { targetsForStage } from '../data/targets.js';
 import type { Interrupt } from './interrupt.js';
 import type { Progress } from '../ui/progress.js';
+import { logAppender } from './log.js';
 
 export interface StageContext {
   sidecar: Sidecar;
@@ -76,7 +77,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   });
 
   const logFile = join(dir, 'sidecar.log');
-  const log = (line: string) => appendFileSync(logFile, `${line}\n`);
+  const log = logAppender(logFile, ctx.progress);
   ctx.setLogSink(log);
   const metrics = new MetricsWriter(join(dir, 'metrics.jsonl'));
   let lastStep = 0;

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -105,6 +105,10 @@ describe('layering: preset ← file ← --set', () => {
   it('hub ids stay ids, local model paths become absolute', () => {
     const cwd = tmp();
     expect(resolveConfig({ preset: 'smoke', set: ['model.id=Qwen/Qwen2.5-0.5B'], cwd }).config.model.id).toBe('Qwen/Qwen2.5-0.5B');
+    // A local model folder must exist with config.json and a tokenizer (rules.ts modelFolderIssues).
+    mkdirSync(join(cwd, 'm'));
+    writeFileSync(join(cwd, 'm', 'config.json'), '{}');
+    writeFileSync(join(cwd, 'm', 'tokenizer.json'), '{}');
     expect(resolveConfig({ preset: 'smoke', set: ['model.id=./m'], cwd }).config.model.id).toBe(join(cwd, 'm'));
   });
 

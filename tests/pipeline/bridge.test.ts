@@ -1,5 +1,7 @@
 // The bridge on its own: start a fake sidecar, round-trip pings, stream a burst of metrics in
 // order, shut down cleanly.
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/bridge/sidecar.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
@@ -19,6 +21,9 @@ describe('Sidecar bridge', () => {
   it('pings, streams 2,000 metrics in order, and shuts down with exit 0', async () => {
     const s = await Sidecar.start(spec({ stages: { '*': { steps: 2000, step_time_s: 0, save_every: 0 } } }));
     expect(s.hello).toMatchObject({ protocol: '1.0', fake: true });
+    // Reachable by this user only: an ipc socket inside a 0700 folder (or loopback tcp).
+    if (s.endpoint.startsWith('ipc://')) expect(statSync(dirname(s.endpoint.slice('ipc://'.length))).mode & 0o777).toBe(0o700);
+    else expect(s.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:/);
     const rtt = await s.ping();
     expect(rtt).toBeGreaterThan(0);
     expect(rtt).toBeLessThan(1000);

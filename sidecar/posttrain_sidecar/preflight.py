@@ -1,0 +1,204 @@
+"""Preflight: what can be checked before the first stage trains, without loading model weights.
+
+``check(body, known_stages) -> [problem, ...]`` answers the controller's ``preflight {config, stages}``
+request (see connection.run_preflight). A problem is ``{stage, code, message, severity, fix}``:
+``stage`` is None when it concerns every stage (the model, the device); ``severity`` "error" stops
+the run, "warning" and "info" are notes (e.g. QLoRA falling back to LoRA, which is allowed).
+
+Checked:
+  * every requested stage has a trainer here (``unknown_stage``);
+  * the model config loads (AutoConfig) and the tokenizer loads (AutoTokenizer): from a local
+    folder with ``local_files_only``; for a hub id only from the local Hugging Face cache, never
+    the network (not cached: an "info" note, the stage downloads it);
+  * ``runtime.device: cuda`` only with a CUDA device (``device_unavailable``);
+  * ``use_vllm`` (grpo, rlhf policy) only with CUDA and vllm installed (``vllm_unavailable``);
+  * every reward function of a selected grpo stage resolves (``reward_import_failed``,
+    ``bad_reward_args``) through rewards.resolve_reward_funcs, exactly as the stage will;
+  * 4-bit (QLoRA) only with CUDA and bitsandbytes: a warning (``qlora_unavailable``), since the
+    stage falls back to plain LoRA.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Callable, Iterable, Sequence
+
+from .connection import StageError
+
+Problem = dict[str, Any]
+
+
+def problem(stage: str | None, code: str, message: str, fix: str | None = None, severity: str = "error") -> Problem:
+    return {"stage": stage, "code": code, "message": message, "severity": severity, "fix": fix}
+
+
+def is_local_model(model_id: str) -> bool:
+    """Mirrors the controller's isLocalModelPath (after resolution local ids are absolute)."""
+    return model_id.startswith(("/", "./", "../", "~")) or model_id == "." or os.path.isdir(model_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Environment probes (patchable in tests)
+
+
+def has_module(name: str) -> bool:
+    """Installed, without importing it (vllm and bitsandbytes are heavy or touch the GPU at import)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def hub_cached(model_id: str, revision: str | None) -> bool:
+    """Whether a hub model's config.json is in the local cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - a malformed id is "not cached"; AutoConfig says more below
+        return False
+    return isinstance(found, str)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+
+
+def _short(e: BaseException, limit: int = 400) -> str:
+    text = f"{type(e).__name__}: {e}".strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_model(config: dict) -> list[Problem]:
+    model = config.get("model") or {}
+    model_id = model.get("id")
+    if not isinstance(model_id, str) or not model_id:
+        return [problem(None, "bad_config", "model.id is missing", "Set model.id to a hub id or a local model folder.")]
+    revision = model.get("revision") or None
+    trust = bool(model.get("trust_remote_code"))
+    local = is_local_model(model_id)
+    if local:
+        path = os.path.expanduser(model_id)
+        if not os.path.isdir(path):
+            return [problem(None, "model_not_found", f"model.id {model_id} does not exist (or is not a folder) on the sidecar's machine",
+                            "Point model.id at a folder saved with save_pretrained.")]
+    elif not hub_cached(model_id, revision):
+        return [problem(None, "model_not_cached",
+                        f"model {model_id} is not in the local Hugging Face cache; its config and tokenizer were not checked "
+                        "(the first stage downloads them)",
+                        "On a machine without network, download it first (`hf download " + model_id + "`) or set model.id to a local folder.",
+                        severity="info")]
+    # A hub model found in the cache may still lack files the stage would download: not fatal.
+    fail_severity = "error" if local else "warning"
+    where = "the model folder" if local else "the local Hugging Face cache"
+    out: list[Problem] = []
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure is the same user-facing problem
+        out.append(problem(None, "model_config_failed", f"cannot load the model config of {model_id} from {where}: {_short(e)}",
+                           "model.id must be a transformers model folder (config.json with a model_type).", fail_severity))
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=trust, local_files_only=True)
+    except Exception as e:  # noqa: BLE001
+        out.append(problem(None, "tokenizer_failed", f"cannot load a tokenizer for {model_id} from {where}: {_short(e)}",
+                           "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or copy its tokenizer files there.",
+                           fail_severity))
+    return out
+
+
+def check_stages(stages: Sequence[str], known_stages: Iterable[str]) -> list[Problem]:
+    known = sorted(known_stages)
+    return [
+        problem(s, "unknown_stage", f"unknown stage {s!r}: this sidecar trains {', '.join(known)}",
+                "Use one of those names in runtime.stages / --stages.")
+        for s in stages if s not in known
+    ]
+
+
+def check_rewards(config: dict, stages: Sequence[str],
+                  resolve: Callable[[Sequence[dict]], Any] | None = None) -> list[Problem]:
+    if "grpo" not in stages:
+        return []
+    if resolve is None:
+        from .rewards import resolve_reward_funcs as resolve
+    specs = ((config.get("stages") or {}).get("grpo") or {}).get("reward_funcs") or []
+    out: list[Problem] = []
+    # One at a time, so every bad function is reported, not just the first.
+    for i, spec in enumerate(specs):
+        try:
+            resolve([spec])
+        except StageError as e:
+            fix = ("Check the module is importable from the directory posttrain runs in (it is on the import path) "
+                   "and the function name is right; built-ins are exact_answer, format, length."
+                   if e.code == "reward_import_failed" else "Fix the args of this reward function (see README, Training).")
+            out.append(problem("grpo", e.code, f"stages.grpo.reward_funcs.{i}: {e.message}", fix))
+        except Exception as e:  # noqa: BLE001
+            out.append(problem("grpo", "reward_import_failed", f"stages.grpo.reward_funcs.{i}: {_short(e)}"))
+    if not specs:
+        out.append(problem("grpo", "bad_reward_args", "stages.grpo.reward_funcs is empty", "Add at least one reward function."))
+    return out
+
+
+def check_runtime(config: dict, stages: Sequence[str], *, cuda: Callable[[], bool] = cuda_available,
+                  module: Callable[[str], bool] = has_module) -> list[Problem]:
+    rt = config.get("runtime") or {}
+    model = config.get("model") or {}
+    st = config.get("stages") or {}
+    device = rt.get("device", "auto")
+    vllm_stages = []
+    if "grpo" in stages and (st.get("grpo") or {}).get("use_vllm"):
+        vllm_stages.append(("grpo", "stages.grpo.use_vllm"))
+    if "rlhf" in stages and ((st.get("rlhf") or {}).get("policy") or {}).get("use_vllm"):
+        vllm_stages.append(("rlhf", "stages.rlhf.policy.use_vllm"))
+    adapter_mode = (model.get("adapter") or {}).get("mode", "auto")
+    want_4bit = adapter_mode == "qlora" or (adapter_mode == "auto" and bool(model.get("use_4bit")))
+
+    out: list[Problem] = []
+    # Importing torch costs a second or two: only when the answer matters.
+    if device == "cpu":
+        has_cuda = False
+    elif device == "cuda" or vllm_stages or want_4bit:
+        has_cuda = cuda()
+    else:
+        return out
+    if device == "cuda" and not has_cuda:
+        out.append(problem(None, "device_unavailable", "runtime.device is 'cuda' but torch sees no CUDA device",
+                           "Use runtime.device 'auto' or 'cpu', or install a CUDA build of torch."))
+    training_on_cuda = has_cuda and device != "cpu"
+    for stage, path in vllm_stages:
+        if not training_on_cuda:
+            out.append(problem(stage, "vllm_unavailable", f"{path} needs a CUDA device; this run trains on CPU", f"Set {path} false."))
+        elif not module("vllm"):
+            out.append(problem(stage, "vllm_unavailable", f"{path} is set but vllm is not installed in the sidecar's environment",
+                               f"pip install vllm, or set {path} false to generate with transformers."))
+    if want_4bit:
+        if not training_on_cuda:
+            out.append(problem(None, "qlora_unavailable", "4-bit QLoRA needs CUDA; this machine trains plain LoRA instead",
+                               "Set model.use_4bit false (adapter.mode lora) to silence this.", "warning"))
+        elif not module("bitsandbytes"):
+            out.append(problem(None, "qlora_unavailable", "4-bit QLoRA needs bitsandbytes, which is not installed; training plain LoRA instead",
+                               "pip install 'posttrain-sidecar[gpu]'.", "warning"))
+    return out
+
+
+def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
+    """Every problem of a ``preflight {config, stages}`` body."""
+    config = body.get("config") or {}
+    stages = [s for s in body.get("stages") or [] if isinstance(s, str)]
+    out = check_stages(stages, known_stages)
+    out += check_runtime(config, stages)
+    out += check_model(config)
+    out += check_rewards(config, stages)
+    return out
