@@ -1,6 +1,7 @@
 // The commander program. Each command lives in its own file: parse flags, call one core
 // function, print. Errors are mapped to exit codes here and nowhere else.
 import { Command, CommanderError } from 'commander';
+import { describeFsError, fsErrorCode, writeError } from '../artifacts/atomic.js';
 import { EXIT, PosttrainError } from '../errors.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { registerConfig } from './commands/config.js';
@@ -63,6 +64,18 @@ export function reportError(e: unknown, io: CliIO, debug: boolean): number {
     if (e.hint) io.err(`hint: ${e.hint}\n`);
     if (debug && e.stack) io.err(`${e.stack}\n`);
     return e.exitCode;
+  }
+  // An OS error that reached here unwrapped (a write to a full disk deep in a helper) is the
+  // machine's state, not a bug: say what the OS said, in words, with the hint for it.
+  const os = e as NodeJS.ErrnoException;
+  const code = fsErrorCode(e);
+  if (code !== undefined && /^E[A-Z]+$/.test(code) && typeof os.syscall === 'string') {
+    const what = `${os.syscall}${os.path ? ` ${os.path}` : ''}`;
+    io.err(`error: ${what} failed: ${describeFsError(e)}.\n`);
+    const hint = writeError(os.path ?? '', e).hint;
+    if (hint) io.err(`hint: ${hint}\n`);
+    if (debug && os.stack) io.err(`${os.stack}\n`);
+    return EXIT.runFailed;
   }
   // Not a user mistake: a bug. Say so plainly; the stack only with --debug.
   const err = e as Error;

@@ -19,6 +19,34 @@ export interface Layer {
 export const isPlainObject = (v: unknown): v is Plain =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/**
+ * Real configs are a few levels deep. Past this, merging, validation and JSON.stringify recurse
+ * deep enough to overflow the stack, so such input is refused up front.
+ */
+export const MAX_CONFIG_DEPTH = 64;
+
+/** True when objects/arrays nest more than `max` levels (iterative: safe on any depth). */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v)) continue;
+    if (depth >= max) return true;
+    for (const x of Object.values(v)) stack.push([x, depth + 1]);
+  }
+  return false;
+}
+
+/** ` at file:line:col` for a JSON.parse error, when V8 says where (a position, or the end of input). */
+function jsonErrorAt(text: string, file: string, message: string): string {
+  const m = /at position (\d+)/.exec(message);
+  const offset = m ? Number(m[1]) : /Unexpected end of JSON input/.test(message) ? text.length : undefined;
+  if (offset === undefined) return ` in ${file}`;
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return ` at ${file}:${line}:${offset - before.lastIndexOf('\n')}`;
+}
+
 /** Parse YAML or JSON text into a mapping; syntax errors name file:line:col. */
 export function parseConfigText(text: string, file: string): Plain {
   const ext = extname(file).toLowerCase();
@@ -27,7 +55,7 @@ export function parseConfigText(text: string, file: string): Plain {
     try {
       value = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError([{ path: '', message: `not valid JSON: ${(e as Error).message}`, source: file }]);
+      throw new ConfigError([{ path: '', message: `JSON syntax error${jsonErrorAt(text, file, (e as Error).message)}: ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 200)}`, source: file }]);
     }
   } else {
     const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
@@ -40,7 +68,15 @@ export function parseConfigText(text: string, file: string): Plain {
         }),
       );
     }
-    value = doc.toJS({ maxAliasCount: 100 });
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      // yaml refuses alias bombs ("billion laughs") here, before expanding them.
+      throw new ConfigError([{ path: '', message: `YAML aliases expand too much in ${file}: ${(e as Error).message}`, source: file }], 'Config files need no more than a few aliases; write the values out.');
+    }
+  }
+  if (nestedDeeperThan(value, MAX_CONFIG_DEPTH)) {
+    throw new ConfigError([{ path: '', message: `nested deeper than ${MAX_CONFIG_DEPTH} levels`, source: file }]);
   }
   if (value === null || value === undefined) return {};
   if (!isPlainObject(value)) {
@@ -89,22 +125,33 @@ export function setFlagsLayer(flags: readonly string[], cwd: string): Layer {
       issues.push({ path: key, message: `--set "${flag}" must look like key.path=value (e.g. --set stages.sft.learning_rate=1e-4)`, source: '--set' });
       continue;
     }
-    const problem = setPath(data, segments, parseSetValue(flag.slice(eq + 1)));
+    const value = parseSetValue(flag.slice(eq + 1));
+    if (segments.length > MAX_CONFIG_DEPTH || nestedDeeperThan(value, MAX_CONFIG_DEPTH - segments.length)) {
+      issues.push({ path: key.length > 200 ? `${key.slice(0, 200)}…` : key, message: `nested deeper than ${MAX_CONFIG_DEPTH} levels`, source: '--set' });
+      continue;
+    }
+    const problem = setPath(data, segments, value);
     if (problem) issues.push({ path: key, message: problem, source: '--set' });
   }
   if (issues.length > 0) throw new ConfigError(issues);
   return { source: '--set', baseDir: cwd, data };
 }
 
+// User keys are data, never prototype access: `__proto__` or `constructor` in a --set path or a
+// config file must not reach Object.prototype (read own properties only, write with defineProperty).
+// Such keys then fail schema validation as unknown keys, with their dot path.
+const own = (o: object, k: string): unknown => (Object.hasOwn(o, k) ? (o as Record<string, unknown>)[k] : undefined);
+const put = (o: object, k: string, v: unknown): void => void Object.defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+
 function setPath(target: Plain, segments: string[], value: unknown): string | undefined {
   let node: Plain = target;
   for (const [i, seg] of segments.slice(0, -1).entries()) {
-    const next = node[seg];
-    if (next === undefined) node[seg] = {};
+    const next = own(node, seg);
+    if (next === undefined) put(node, seg, {});
     else if (!isPlainObject(next)) return `conflicts with an earlier --set of ${segments.slice(0, i + 1).join('.')}`;
-    node = node[seg] as Plain;
+    node = own(node, seg) as Plain;
   }
-  node[segments[segments.length - 1]!] = value;
+  put(node, segments[segments.length - 1]!, value);
   return undefined;
 }
 
@@ -124,13 +171,19 @@ function mergeInto(target: Plain | unknown[], src: Plain, layer: Layer, path: st
   for (const [k, v] of Object.entries(src)) {
     const p = [...path, k];
     const t = target as Record<string, unknown>;
-    const cur = Array.isArray(target) && /^\d+$/.test(k) ? target[Number(k)] : t[k];
+    const index = Array.isArray(target) && /^\d+$/.test(k);
+    // An index far past the end would make a huge sparse array (…reward_funcs.4294967294.weight=1
+    // ran the process out of memory): allow editing an element or appending one, no more.
+    if (index && Number(k) > (target as unknown[]).length) {
+      throw new ConfigError([{ path: p.join('.'), message: `index ${k} is past the end of the list (${(target as unknown[]).length} item(s)); set an existing index or append at ${(target as unknown[]).length}`, source: layer.source }]);
+    }
+    const cur = index ? (target as unknown[])[Number(k)] : own(t, k);
     if (isPlainObject(v) && (isPlainObject(cur) || (Array.isArray(cur) && Object.keys(v).every((x) => /^\d+$/.test(x))))) {
       mergeInto(cur as Plain, v, layer, p, origin);
     } else {
       const copy = structuredClone(v);
-      if (Array.isArray(target) && /^\d+$/.test(k)) target[Number(k)] = copy;
-      else t[k] = copy;
+      if (index) (target as unknown[])[Number(k)] = copy;
+      else put(t, k, copy);
       // Forget origins below a replaced subtree, then record this one.
       const prefix = p.join('.');
       for (const key of origin.keys()) if (key.startsWith(`${prefix}.`)) origin.delete(key);
