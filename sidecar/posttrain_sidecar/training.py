@@ -97,6 +97,12 @@ class StreamCallback:
 
             def on_log(self, args, state, control, logs=None, **kw):
                 values = numeric(logs or {})
+                if self.cancelled and logs and "train_loss" in logs:
+                    # The end-of-training summary of a cancelled attempt is not a step: recorded at
+                    # the cancel step, a resumed run would keep it there and log its own at the end,
+                    # so metrics.jsonl would differ from an uninterrupted run's (train/epoch twice at
+                    # one step). The attempt's summary still reaches summary.json via train()'s metrics.
+                    return control
                 if self.prefix:
                     values = {(k if k.startswith(self.prefix) else f"{self.prefix}{k}"): v for k, v in values.items()}
                 if values:
@@ -207,12 +213,35 @@ def reload_trained_adapter(model, checkpoint: str) -> None:
         set_peft_model_state_dict(model, load_file(str(f)), adapter_name="default")
 
 
+def carry_token_count(trainer) -> None:
+    """SFTTrainer and RewardTrainer (like DPOTrainer, which dpo.py handles itself) keep the running
+    token count they log as num_tokens on the trainer, not in the checkpoint, so a resumed run
+    counted from 0 again. Mirror it into TrainerState.num_input_tokens_seen (saved in
+    trainer_state.json) and take it back when a run, resumed or not, begins. Not for GRPO/RLOO:
+    they count in the state already."""
+    from transformers import TrainerCallback
+    from trl import RewardTrainer, SFTTrainer
+
+    if not isinstance(trainer, (SFTTrainer, RewardTrainer)) or not hasattr(trainer, "_total_train_tokens"):
+        return
+
+    class _TokenCount(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            trainer._total_train_tokens = int(state.num_input_tokens_seen or 0)
+
+        def on_step_end(self, args, state, control, **kw):
+            state.num_input_tokens_seen = int(trainer._total_train_tokens)
+
+    trainer.add_callback(_TokenCount())
+
+
 def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, callback) -> dict[str, Any]:
     """Train (or resume), translating failures into typed stage errors."""
     import torch
 
     quiet(trainer)
     trainer.add_callback(callback)
+    carry_token_count(trainer)
     if checkpoint:
         reload_trained_adapter(trainer.model, checkpoint)
     conn.state("training", stage)
