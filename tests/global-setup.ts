@@ -3,9 +3,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { RELIABILITY_ROWS as rowsFile, type ReliabilityRow as Row } from './helpers/reliability.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const rowsFile = `${root}test-artifacts/reliability.jsonl`;
 
 export default function setup(): () => void {
   execFileSync(process.execPath, [`${root}/node_modules/typescript/bin/tsc`, '-p', `${root}/tsconfig.json`], { stdio: 'inherit', cwd: root });
@@ -13,15 +13,6 @@ export default function setup(): () => void {
   return () => renderReliability();
 }
 
-interface Row {
-  fault: string;
-  stage: string;
-  injected: number;
-  survived: number;
-  lost: number;
-  outcome: string;
-  test: string;
-}
 
 function renderReliability(): void {
   if (!existsSync(rowsFile)) return;

@@ -67,3 +67,10 @@ def make_request(stage: str, tmp: Path, config: dict | None = None, init_adapter
         "init_adapter": init_adapter,
         "resume_from": resume_from,
     }
+
+
+def adapter_tensors(adapter_dir) -> dict:
+    """The tensors of a saved PEFT adapter, for exact comparisons between runs."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))

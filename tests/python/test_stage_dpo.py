@@ -10,7 +10,7 @@ import pytest
 
 from posttrain_sidecar.stages import dpo, sft
 from recorder import Recorder
-from stage_helpers import ROOT, make_request, smoke_config
+from stage_helpers import ROOT, adapter_tensors, make_request, smoke_config
 
 LN2 = math.log(2)
 STEPS = 30
@@ -41,11 +41,6 @@ def step_logs(rec: Recorder) -> dict[int, dict]:
 def series(rec: Recorder, key: str) -> list[float]:
     return [v for _, v in rec.series(key)]
 
-
-def adapter_tensors(adapter_dir) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
 
 
 @pytest.fixture(scope="module")

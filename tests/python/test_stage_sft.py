@@ -8,17 +8,12 @@ import pytest
 
 from posttrain_sidecar.stages import sft
 from recorder import Recorder
-from stage_helpers import ROOT, make_request, smoke_config
+from stage_helpers import ROOT, adapter_tensors, make_request, smoke_config
 
 
 def losses(rec: Recorder) -> list[float]:
     return [v for _, v in rec.series("train/loss")]
 
-
-def adapter_tensors(adapter_dir: str):
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
 
 
 @pytest.fixture(scope="module")
