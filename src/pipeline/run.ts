@@ -102,18 +102,22 @@ export async function startRun(resolved: ResolvedConfig, io: CliIO, interrupt: I
     rmSync(staging, { recursive: true, force: true });
   }
   const { record } = created;
-  progress.note(`run ${id}: ${dir}`);
+  progress.runStart({ runId: id, runDir: dir, stages: [...stages] });
   const release = acquireLock(dir, `run ${stages.join(',')}`);
+  let status: RunStatus = 'failed';
   try {
     await withSidecar(config, stages, io, dir, interrupt, progress, async (ctx) => {
       for (const stage of stages) ctx.record = await executeStage(ctx, stage, { resume: false });
     });
-    return { runDir: dir, record: settle(dir, 'ok') };
+    const record = settle(dir, 'ok');
+    status = record.status;
+    return { runDir: dir, record };
   } catch (e) {
-    settle(dir, statusFor(e));
+    status = settle(dir, statusFor(e)).status;
     throw e;
   } finally {
     release();
+    progress.runEnd({ runDir: dir, status });
   }
 }
 
@@ -129,6 +133,8 @@ export interface StageCommand {
 export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
   const { dir } = loadRun(cmd.runsDir, cmd.run);
   const release = acquireLock(dir, `stage ${cmd.stage}${cmd.resume ? ' --resume' : ''}`);
+  let status: RunStatus = 'failed';
+  let started = false;
   try {
     // We hold the lock, so a run still marked running was left by a process that died.
     let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
@@ -148,16 +154,20 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
       r.status = 'running';
       if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => order(a) - order(b));
     });
-    progress.note(`run ${record.id}: stage ${cmd.stage}${cmd.resume ? ' (resume)' : ''}`);
+    progress.runStart({ runId: record.id, runDir: dir, stages: [cmd.stage], resume: true });
+    started = true;
     await withSidecar(record.config, [cmd.stage], io, dir, interrupt, progress, async (ctx) => {
       ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume });
     });
-    return { runDir: dir, record: settle(dir, null) };
+    const settled = settle(dir, null);
+    status = settled.status;
+    return { runDir: dir, record: settled };
   } catch (e) {
-    settle(dir, statusFor(e));
+    status = settle(dir, statusFor(e)).status;
     throw e;
   } finally {
     release();
+    if (started) progress.runEnd({ runDir: dir, status });
   }
 }
 
@@ -189,7 +199,7 @@ async function withSidecar(
   const runLog = logAppender(join(dir, 'sidecar.log'), progress);
   const spec = sidecarSpec(config, io.env, io.cwd);
   if (spec.module !== 'posttrain_sidecar') progress.note(`using sidecar module ${spec.module} (test hook POSTTRAIN_SIDECAR_MODULE)`);
-  progress.note('starting the sidecar…');
+  progress.sidecarState('starting', null);
   const starting = Sidecar.start({
     ...spec,
     onStderrLine: (l) => (sink ?? runLog)(l),
@@ -209,6 +219,7 @@ async function withSidecar(
   // Everything after the start is inside try/finally: a failed write (disk full) must still shut
   // the sidecar down, or the CLI waits on it forever.
   try {
+    progress.sidecarState('ready', `pid ${sidecar.hello.pid}`);
     runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
     const updated = updateRun(dir, (r) => {
       r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
@@ -220,6 +231,7 @@ async function withSidecar(
     if (checked) ctx.record = checked;
     await body(ctx);
   } finally {
+    progress.sidecarState('stopping', null);
     await sidecar.shutdown();
   }
 }

@@ -2,13 +2,31 @@
 // metric line per second per stage, on stderr (stdout stays clean for --json and pipes).
 import type { Config, StageName } from '../config/schema.js';
 
+/** A health rule that fired on the metric stream (see src/pipeline/health.ts). */
+export interface HealthAlert {
+  rule: string;
+  /** fatal: the stage is stopped (NaN loss, or a rule named in monitor.stop_on / --stop-on). */
+  severity: 'warning' | 'fatal';
+  step: number;
+  message: string;
+  /** What to change, e.g. "lower stages.grpo.learning_rate or raise stages.grpo.beta". */
+  hint: string;
+}
+
+/** What a renderer is told, in order: runStart, sidecarState…, per stage stageStart → … → stageEnd, runEnd. */
 export interface Progress {
+  runStart(info: { runId: string; runDir: string; stages: StageName[]; resume?: boolean }): void;
+  /** The sidecar's life: starting (spawned, importing torch), ready (hello received), stopping. */
+  sidecarState(state: 'starting' | 'ready' | 'stopping', detail: string | null): void;
   stageStart(stage: StageName, config: Config, resumedFrom: string | null): void;
   state(stage: StageName, state: string, message: string | null): void;
   metric(stage: StageName, step: number, values: Record<string, number | null>): void;
   log(stage: StageName, level: string, message: string): void;
+  alert(stage: StageName, alert: HealthAlert): void;
   stageEnd(stage: StageName, status: string, wallS: number): void;
   note(text: string): void;
+  /** Last call; status is the run's status after this command (ok, failed, interrupted…). */
+  runEnd(info: { runDir: string; status: string }): void;
 }
 
 /** Metric keys worth a glance, per stage, in the order shown. */
@@ -39,6 +57,12 @@ export function plainProgress(write: (text: string) => void, now: () => number =
     return `${stage}: step ${step}${total ? `/${total}` : ''}${shown.length ? `  ${shown.join('  ')}` : ''}\n`;
   };
   return {
+    runStart({ runId, runDir, resume }) {
+      write(`run ${runId}${resume ? ' (continuing)' : ''}: ${runDir}\n`);
+    },
+    sidecarState(state, detail) {
+      if (state === 'starting') write(`starting the sidecar…${detail ? ` (${detail})` : ''}\n`);
+    },
     stageStart(stage, config, resumedFrom) {
       totals.set(stage, totalSteps(config, stage));
       write(`${stage}: starting${resumedFrom ? ` (resuming from ${resumedFrom})` : ''}\n`);
@@ -57,6 +81,9 @@ export function plainProgress(write: (text: string) => void, now: () => number =
     log(stage, level, message) {
       if (level === 'warning' || level === 'error') write(`${stage}: ${level}: ${message}\n`);
     },
+    alert(stage, a) {
+      write(`${stage}: ${a.severity === 'fatal' ? 'STOPPING' : 'alert'}: step ${a.step}: ${a.message}\n${stage}:   hint: ${a.hint}\n`);
+    },
     stageEnd(stage, status, wallS) {
       const l = latest.get(stage);
       if (l) write(line(stage, l.step, l.values));
@@ -65,5 +92,6 @@ export function plainProgress(write: (text: string) => void, now: () => number =
     note(text) {
       write(`${text}\n`);
     },
+    runEnd() {},
   };
 }
