@@ -15,13 +15,19 @@ Script fields (all optional):
                        default none: ok)
   stages               {<stage> or "*": {steps: 10, step_time_s: 0.01, save_every: 5,
                         crash_at_step: k, hang_at_step: k, error: {code, message, retryable},
-                        metrics_per_step: 1}}
+                        metrics_per_step: 1, values: {}, values_from: {}}}
                        step_time_s 0: no sleep between steps; save_every 0: no periodic checkpoint
                        (the final one is still written), as bench/bridge.mjs uses it.
+                       values {"<step>": {key: value}}: extra or replaced metric values at exactly
+                       that step; values_from {"<step>": {key: value}}: the same for that step and
+                       every later one (later starts override earlier ones; ``values`` wins over
+                       both). A value is a number or "nan", "inf", "-inf" (JSON has no NaN; the
+                       wire carries it as a float), so the controller's health rules can be
+                       driven end to end, e.g. {"values": {"3": {"train/loss": "nan"}}}.
 
 A stage plays deterministically (so resume can be checked): step s emits
-``train/loss = round(1/(1+s), 6)``, ``train/learning_rate = 1e-3``, ``train/epoch = round(s/steps, 6)``.
-No torch import here.
+``train/loss = round(1/(1+s), 6)``, ``train/learning_rate = 1e-3``, ``train/epoch = round(s/steps, 6)``,
+with ``values`` / ``values_from`` applied on top. No torch import here.
 """
 from __future__ import annotations
 
@@ -56,6 +62,8 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "hang_at_step": None,
     "error": None,
     "metrics_per_step": 1,
+    "values": None,
+    "values_from": None,
 }
 
 
@@ -88,6 +96,41 @@ def metric_values(step: int, steps: int) -> dict[str, float]:
         "train/learning_rate": 1e-3,
         "train/epoch": round(step / steps, 6) if steps else 0.0,
     }
+
+
+def parse_step_values(raw: Any, field: str) -> dict[int, dict[str, float]]:
+    """``{"<step>": {key: number | "nan" | "inf" | "-inf"}}`` -> {step: {key: float}}."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{field} must be an object {{\"<step>\": {{key: value}}}}, got {type(raw).__name__}")
+    out: dict[int, dict[str, float]] = {}
+    for step, values in raw.items():
+        try:
+            k = int(step)
+        except (TypeError, ValueError):
+            raise ValueError(f"{field}: {step!r} is not a step number") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{field}.{step} must be an object of metric values")
+        row: dict[str, float] = {}
+        for key, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise ValueError(f"{field}.{step}.{key}: expected a number or \"nan\"/\"inf\"/\"-inf\", got {v!r}")
+            try:
+                row[str(key)] = float(v)  # float() reads "nan", "inf", "-inf", "Infinity"
+            except ValueError:
+                raise ValueError(f"{field}.{step}.{key}: {v!r} is not a number") from None
+        out[k] = row
+    return out
+
+
+def scripted_values(step: int, at: dict[int, dict[str, float]], start: dict[int, dict[str, float]]) -> dict[str, float]:
+    """What the script puts on top of the base metrics at ``step``."""
+    merged: dict[str, float] = {}
+    for k in sorted(s for s in start if s <= step):
+        merged.update(start[k])
+    merged.update(at.get(step, {}))
+    return merged
 
 
 def fake_safetensors() -> bytes:
@@ -175,6 +218,11 @@ def play_stage(request: dict[str, Any], conn: Connection, cfg: dict[str, Any], i
     per_step = max(1, int(cfg["metrics_per_step"] or 1))
     crash_at = cfg.get("crash_at_step")
     hang_at = cfg.get("hang_at_step")
+    try:
+        at = parse_step_values(cfg.get("values"), "values")
+        start_at = parse_step_values(cfg.get("values_from"), "values_from")
+    except ValueError as exc:
+        raise StageError("bad_fake_script", str(exc)) from None
 
     if init_adapter is not None and not Path(init_adapter).is_dir():
         raise StageError("missing_adapter", f"init_adapter {init_adapter} does not exist")
@@ -215,7 +263,7 @@ def play_stage(request: dict[str, Any], conn: Connection, cfg: dict[str, Any], i
             crash(s, conn)
         if hang_at is not None and s == int(hang_at):
             hang(s, conn)
-        final = metric_values(s, steps)
+        final = {**metric_values(s, steps), **scripted_values(s, at, start_at)}
         conn.metric(stage, s, final)
         for k in range(1, per_step):
             conn.metric(stage, s, {**final, "train/substep": k})

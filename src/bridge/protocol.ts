@@ -36,7 +36,10 @@ export const EnvelopeSchema = z.object({
 });
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
-const num = z.number().nullable(); // NaN/inf arrive as numbers; null when the sidecar had nothing
+// NaN/inf arrive as numbers and must get through: a diverging loss is what the health monitor
+// looks for (zod 4's z.number() rejects both, which dropped the whole event). null when the
+// sidecar had nothing.
+const num = z.custom<number>((v) => typeof v === 'number', 'expected a number').nullable();
 
 export const HelloBody = z.object({
   protocol: z.string(),

@@ -96,6 +96,12 @@ const rules: Rule[] = [
       ? []
       : [issue('stages.rlhf.policy.beta', 'RLHF optimises against a learned reward model; without a KL term (beta > 0) the policy drifts into reward hacking. Use e.g. 0.05.')],
 
+  // A rule named in stop_on that is switched off would never stop anything: say so.
+  (c) =>
+    c.monitor.stop_on
+      .filter((r) => r !== 'all' && !c.monitor[r].enabled)
+      .map((r) => issue('monitor.stop_on', `names "${r}", but monitor.${r}.enabled is false, so it can never stop a stage. Enable the rule or drop it from stop_on.`)),
+
   // Every selected stage needs its data, and token limits must leave room for a completion.
   (c) => {
     const out: ConfigIssue[] = [];

@@ -199,6 +199,90 @@ export const StagesSchema = z.strictObject({
 });
 
 // ---------------------------------------------------------------------------------------------
+// monitor: health rules over the metric stream (src/pipeline/health.ts). Each rule prints one
+// alert per stage with what to change; a fatal one stops the stage with a checkpoint (exit 1).
+
+export const HEALTH_RULES = ['nan_loss', 'reward_std_zero', 'completions_clipped', 'kl_runaway', 'dpo_accuracy_stuck'] as const;
+export type HealthRule = (typeof HEALTH_RULES)[number];
+
+/** What every rule has; `fatal` is the rule's own default, `monitor.stop_on` adds to it. */
+const ruleFields = (fatal: boolean) => ({
+  enabled: z.boolean().default(true).describe('Check this rule at all.'),
+  fatal: z.boolean().default(fatal).describe('Stop the stage (checkpoint saved, exit 1) when this rule fires, instead of only warning. monitor.stop_on can make a rule fatal too.'),
+});
+/** "For N logged steps in a row": steps count metric events carrying the key, one per step. */
+const streak = (n: number, what: string) =>
+  z.int().min(1).default(n).describe(`Logged steps in a row ${what} before the rule fires (with logging_steps > 1 each logged step covers several training steps).`);
+
+export const MonitorSchema = z.strictObject({
+  nan_loss: z
+    .strictObject(ruleFields(true))
+    .prefault({})
+    .describe('Any *loss metric (train/loss, eval/loss, rm/train/loss, …) is NaN or ±inf. Fatal by default: the weights are usually ruined from that step on.'),
+  reward_std_zero: z
+    .strictObject({
+      ...ruleFields(false),
+      fraction: z
+        .number()
+        .gt(0)
+        .max(1)
+        .default(0.999)
+        .describe('Fires when train/frac_reward_zero_std (groups whose completions all got the same reward) is at least this, or train/reward_std is 0.'),
+      steps: streak(10, 'with no reward variance within any group'),
+    })
+    .prefault({})
+    .describe('GRPO / RLHF policy: every group of completions scores the same, so every advantage is 0 and the policy learns nothing.'),
+  completions_clipped: z
+    .strictObject({
+      ...ruleFields(false),
+      ratio: z.number().gt(0).max(1).default(1).describe('Fires when completions/clipped_ratio (share of completions cut at max_completion_length) is at least this.'),
+      steps: streak(5, 'at or above ratio'),
+    })
+    .prefault({})
+    .describe('GRPO / RLHF policy: completions keep hitting max_completion_length, so rewards judge cut-off text.'),
+  kl_runaway: z
+    .strictObject({
+      ...ruleFields(false),
+      // TRL's train/kl is the mean per-token KL to the reference. Healthy runs with beta
+      // 0.01–0.1 stay well under 1 nat/token; the smoke preset (lr 3e-3 on a random-init model)
+      // peaks at 4.6. 10 nats/token means the policy picks tokens the reference finds ~e^10 times
+      // less likely: drift or reward hacking, not learning.
+      max: z.number().positive().default(10).describe('Fires when train/kl (mean per-token KL to the reference, nats) exceeds this on any logged step.'),
+      growth: z
+        .number()
+        .gt(1)
+        .default(4)
+        .describe('Also fires when the mean train/kl of the last `steps` logged steps is at least this many times the mean of the `steps` before.'),
+      growth_min: z
+        .number()
+        .min(0)
+        .default(1)
+        .describe('The growth test only applies once that recent mean is at least this (KL starts at 0, where any ratio is huge).'),
+      steps: z.int().min(1).default(10).describe('Window, in logged steps, of the growth test.'),
+    })
+    .prefault({})
+    .describe('GRPO / RLHF policy: the policy drifts away from the reference model.'),
+  dpo_accuracy_stuck: z
+    .strictObject({
+      ...ruleFields(false),
+      tolerance: z.number().min(0).lt(0.5).default(0.05).describe('Fires when the mean rewards/accuracies over `steps` logged steps is within this of 0.5 (chance).'),
+      steps: z.int().min(1).default(20).describe('Window, in logged steps, that the mean accuracy is taken over.'),
+      warmup_steps: z
+        .int()
+        .min(0)
+        .default(20)
+        .describe('Training steps ignored first: accuracy starts near chance (step 1 is 0, every reward is 0) until the policy moves.'),
+    })
+    .prefault({})
+    .describe('DPO: the policy does not separate chosen from rejected better than chance.'),
+  stop_on: z
+    .array(z.enum([...HEALTH_RULES, 'all']))
+    .default([])
+    .describe('Rules that stop the stage when they fire, besides those with fatal: true ("all": every enabled rule). The CLI flag --stop-on sets this.'),
+});
+export type MonitorConfig = z.infer<typeof MonitorSchema>;
+
+// ---------------------------------------------------------------------------------------------
 
 export const ConfigSchema = z.strictObject({
   $schema: z.string().optional().describe('Path or URL of the JSON Schema, for editors. Ignored.'),
@@ -206,6 +290,7 @@ export const ConfigSchema = z.strictObject({
   model: ModelSchema,
   data: DataSchema.prefault({}),
   stages: StagesSchema.prefault({}),
+  monitor: MonitorSchema.prefault({}).describe('Health alerts over each stage\'s metric stream: printed once per rule and stage with what to change, written to stages/<stage>/alerts.jsonl; fatal ones stop the stage.'),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

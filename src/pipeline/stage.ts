@@ -1,10 +1,12 @@
 // One stage of a run: pick its input adapter and checkpoint, send the request, record every
 // event as it arrives, and leave the stage folder and run.json in a truthful state whatever
-// happens (ok, in-band error, cancel, crash, hang).
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+// happens (ok, in-band error, cancel, crash, hang). Every metric event also goes through the
+// health monitor; a fatal alert cancels the stage and fails it with `health/<rule>`.
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   MetricsWriter,
+  writeFileAtomic,
   newestCompleteCheckpoint,
   type RunRecord,
   type StageRecord,
@@ -20,7 +22,8 @@ import { STAGES, type StageName } from '../config/schema.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { targetsForStage } from '../data/targets.js';
 import type { Interrupt } from './interrupt.js';
-import type { Progress } from '../ui/progress.js';
+import type { HealthAlert, Progress } from '../ui/progress.js';
+import { HealthMonitor, HealthStopError } from './health.js';
 import { logAppender } from './log.js';
 
 export interface StageContext {
@@ -42,9 +45,49 @@ export function inputAdapterFor(record: RunRecord, stage: StageName): string | n
   return null;
 }
 
+/** One line of stages/<stage>/alerts.jsonl (the HTML report reads this shape). */
+export interface AlertRecord extends HealthAlert {
+  stage: StageName;
+  /** Unix time in seconds. */
+  ts: number;
+}
+
+/**
+ * Before a resume: keep the alerts of steps the checkpoint covers (their steps are not replayed)
+ * and return them. Best effort: alerts are a record, never a reason to refuse a resume.
+ */
+function keepAlertsUpTo(file: string, step: number, warn: (m: string) => void): AlertRecord[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const kept: string[] = [];
+  const records: AlertRecord[] = [];
+  for (const line of text.split('\n')) {
+    let rec: AlertRecord;
+    try {
+      rec = JSON.parse(line) as AlertRecord;
+    } catch {
+      continue; // a line cut short by a crash
+    }
+    if (typeof rec?.step !== 'number' || rec.step > step) continue;
+    kept.push(line);
+    records.push(rec);
+  }
+  try {
+    writeFileAtomic(file, kept.map((l) => `${l}\n`).join(''));
+  } catch (e) {
+    warn(`warning: cannot rewrite ${file} (${(e as Error).message}); it may list alerts of replayed steps twice`);
+  }
+  return records;
+}
+
 export async function executeStage(ctx: StageContext, stage: StageName, opts: { resume: boolean }): Promise<RunRecord> {
   const dir = stageDirOf(ctx.runDir, stage);
   let resumeFrom: string | null = null;
+  let earlierAlerts: AlertRecord[] = [];
   if (opts.resume) {
     const ckpt = newestCompleteCheckpoint(dir);
     if (!ckpt) {
@@ -56,6 +99,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     resumeFrom = ckpt.path;
     // Steps after the checkpoint will be replayed: drop their old lines so none is duplicated.
     truncateMetricsAfter(join(dir, 'metrics.jsonl'), ckpt.step);
+    earlierAlerts = keepAlertsUpTo(join(dir, 'alerts.jsonl'), ckpt.step, (m) => ctx.progress.note(m));
   } else if (existsSync(dir)) {
     // A fresh attempt never overwrites an earlier one: keep it beside the stage, renamed.
     const attempts = join(ctx.runDir, 'stages', '.attempts');
@@ -81,6 +125,26 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   ctx.setLogSink(log);
   const metrics = new MetricsWriter(join(dir, 'metrics.jsonl'));
   let lastStep = 0;
+  // Rules that already warned before the checkpoint stay quiet on resume (one alert per stage).
+  const monitor = new HealthMonitor(stage, record.config.monitor, record.config, earlierAlerts.map((a) => a.rule));
+  const alertLog = logAppender(join(dir, 'alerts.jsonl'), ctx.progress);
+  // The stage's alerts for summary.json: those kept from before the checkpoint, then this attempt's.
+  const alerts: AlertRecord[] = [...earlierAlerts];
+  // Assigned inside the metric handler; the cast keeps TS from narrowing it to null here.
+  let fatal = null as HealthAlert | null;
+  const raise = (a: HealthAlert) => {
+    ctx.progress.alert(stage, a);
+    const rec: AlertRecord = { stage, step: a.step, rule: a.rule, severity: a.severity, message: a.message, hint: a.hint, ts: Date.now() / 1000 };
+    alerts.push(rec);
+    alertLog(JSON.stringify(rec));
+    log(`[alert] ${a.severity} ${a.rule} at step ${a.step}: ${a.message} Hint: ${a.hint}`);
+    if (a.severity === 'fatal' && fatal === null) {
+      fatal = a;
+      // The sidecar stops at the next step boundary and saves a checkpoint, as for Ctrl-C.
+      log(`[alert] stopping stage ${stage}: cancel sent`);
+      ctx.sidecar.cancel();
+    }
+  };
   const offCancel = ctx.interrupt.onCancel(() => ctx.sidecar.cancel());
   const offForce = ctx.interrupt.onForce(() => void ctx.sidecar.kill());
   ctx.progress.stageStart(stage, record.config, resumeFrom);
@@ -103,6 +167,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
           lastStep = Math.max(lastStep, e.step);
           metrics.append({ stage, step: e.step, ts: Date.now() / 1000, values: e.values });
           ctx.progress.metric(stage, e.step, e.values);
+          for (const a of monitor.observe(e.step, e.values)) raise(a);
         },
         onLog: (e) => {
           log(`[${e.level}] ${e.message}`);
@@ -125,21 +190,31 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   }
 
   const finished = new Date();
+  // A fatal alert fails the stage whatever the sidecar answered: cancelled (the usual case), or
+  // ok when the stop came after the last step or the sidecar ignored it.
+  const stop: HealthAlert | null = result.status === 'error' ? null : fatal;
+  const status = stop ? 'failed' : result.status;
   const summary = {
     stage,
-    status: result.status,
+    status,
     started: started.toISOString(),
     finished: finished.toISOString(),
     wall_s: (finished.getTime() - started.getTime()) / 1000,
     input_adapter: inputAdapter,
-    output_adapter: result.status === 'ok' ? join(dir, 'adapter') : null,
+    output_adapter: status === 'ok' ? join(dir, 'adapter') : null,
     resumed_from: resumeFrom,
     data: Object.fromEntries(targetsForStage(stage).map((t) => [t, record.data[t] ?? null])),
     sidecar: result.summary ?? {},
-    error: result.error ?? null,
+    error: stop ? { code: `health/${stop.rule}`, message: stop.message, retryable: false, traceback: null } : (result.error ?? null),
+    alerts,
   };
   writeJsonAtomic(join(dir, 'summary.json'), summary);
-  ctx.progress.stageEnd(stage, result.status, summary.wall_s);
+  ctx.progress.stageEnd(stage, status, summary.wall_s);
+
+  if (stop) {
+    finish({ status: 'failed', error: { code: `health/${stop.rule}`, message: stop.message } });
+    throw new HealthStopError(stage, stop, { runId: ctx.record.id, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: record.config.monitor });
+  }
 
   if (result.status === 'ok') return finish({ status: 'ok', output_adapter: summary.output_adapter });
   if (result.status === 'cancelled') {

@@ -4,15 +4,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import subprocess
 import time
 from pathlib import Path
 
 import msgpack
+import pytest
 
 from conftest import metrics_of
 from posttrain_sidecar.checkpoints import COMPLETE_MARKER
-from posttrain_sidecar.fake import metric_values
+from posttrain_sidecar.fake import metric_values, parse_step_values, scripted_values
 from posttrain_sidecar.protocol import encode, make_envelope
 
 
@@ -90,6 +92,53 @@ def test_metrics_per_step(controller, tmp_path):
     events, result = controller.run_until_result()
     assert [m["step"] for m in metrics_of(events)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert result["body"]["status"] == "ok"
+
+
+def test_scripted_values_at_and_from_a_step():
+    at = parse_step_values({"3": {"train/loss": "nan"}, "7": {"train/kl": 2}}, "values")
+    start = parse_step_values({"4": {"train/kl": 0.5, "x": 1}, "6": {"train/kl": "inf"}}, "values_from")
+    assert scripted_values(2, at, start) == {}
+    assert math.isnan(scripted_values(3, at, start)["train/loss"])
+    assert scripted_values(5, at, start) == {"train/kl": 0.5, "x": 1.0}
+    assert scripted_values(6, at, start) == {"train/kl": math.inf, "x": 1.0}   # a later start overrides
+    assert scripted_values(7, at, start) == {"train/kl": 2.0, "x": 1.0}        # values wins over values_from
+    assert scripted_values(8, at, start)["train/kl"] == math.inf
+    assert parse_step_values({"1": {"l": "-inf"}}, "v") == {1: {"l": -math.inf}}
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ([1], "must be an object"),
+    ({"three": {}}, "'three' is not a step number"),
+    ({"3": 1.0}, "values.3 must be an object"),
+    ({"3": {"train/loss": "lots"}}, "values.3.train/loss: 'lots' is not a number"),
+    ({"3": {"train/loss": True}}, "expected a number"),
+])
+def test_scripted_values_are_checked(raw, msg):
+    with pytest.raises(ValueError, match=msg):
+        parse_step_values(raw, "values")
+
+
+def test_scripted_nan_crosses_the_wire_as_a_float(controller, tmp_path):
+    controller.spawn({"stages": {"sft": {"steps": 4, "step_time_s": 0, "values": {"2": {"train/loss": "nan"}},
+                                         "values_from": {"3": {"completions/clipped_ratio": 1}}}}})
+    controller.handshake()
+    controller.request("sft", tmp_path / "s")
+    events, result = controller.run_until_result()
+    assert result["body"]["status"] == "ok"
+    vals = {m["step"]: m["values"] for m in metrics_of(events)}
+    assert vals[1] == metric_values(1, 4)
+    assert math.isnan(vals[2]["train/loss"]) and vals[2]["train/epoch"] == 0.5
+    assert vals[3]["completions/clipped_ratio"] == 1.0 and vals[4]["completions/clipped_ratio"] == 1.0
+    assert "completions/clipped_ratio" not in vals[2]
+
+
+def test_bad_scripted_values_fail_the_stage_in_band(controller, tmp_path):
+    controller.spawn({"stages": {"sft": {"values": {"x": {}}}}})
+    controller.handshake()
+    controller.request("sft", tmp_path / "s")
+    _, result = controller.run_until_result()
+    assert result["body"]["status"] == "error"
+    assert result["body"]["error"]["code"] == "bad_fake_script"
 
 
 def test_heartbeats_during_slow_stage(controller, tmp_path):
