@@ -1,6 +1,9 @@
-// Progress reporting. This is the plain renderer: one line per state change and at most one
-// metric line per second per stage, on stderr (stdout stays clean for --json and pipes).
+// Progress reporting: the interface every renderer implements, what they share (key metrics,
+// step totals), and the plain renderer for logs and pipes. The in-place terminal view is tty.ts,
+// the --json event stream ndjson.ts, and select.ts picks one; all write progress to stderr except
+// --json, whose events are stdout's only content.
 import type { Config, StageName } from '../config/schema.js';
+import { formatDuration, type Phase, RunTracker } from './track.js';
 
 /** A health rule that fired on the metric stream (see src/pipeline/health.ts). */
 export interface HealthAlert {
@@ -37,7 +40,18 @@ export const KEY_METRICS: Record<StageName, string[]> = {
   rlhf: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
 };
 
-const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '–' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4));
+/** RLHF trains a reward model, then a policy against it: a live view shows one phase's keys at a time. */
+export const RLHF_PHASE_METRICS: Record<Phase, string[]> = {
+  reward_model: ['rm/train/loss', 'rm/eval/accuracy'],
+  policy: ['train/reward', 'train/kl'],
+};
+
+/** The key metrics to show now: KEY_METRICS, narrowed to RLHF's current phase. */
+export const keyMetricsNow = (stage: StageName, phase: Phase | null): string[] =>
+  stage === 'rlhf' && phase ? RLHF_PHASE_METRICS[phase] : KEY_METRICS[stage];
+
+export const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined ? '–' : !Number.isFinite(v) ? String(v) : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4);
 
 export function totalSteps(config: Config, stage: StageName): number | null {
   if (stage === 'rlhf') {
@@ -47,51 +61,98 @@ export function totalSteps(config: Config, stage: StageName): number | null {
   return config.stages[stage].max_steps;
 }
 
+/** An alert as text lines (no trailing newline); fatal ones say the stage is being stopped. */
+export const alertText = (stage: StageName, a: HealthAlert) =>
+  `${stage}: ${a.severity === 'fatal' ? 'STOPPING' : 'alert'}: step ${a.step}: ${a.message}\n${stage}:   hint: ${a.hint}`;
+
+const wantsLog = (level: string) => level === 'warning' || level === 'error';
+
+/**
+ * The renderer for logs and pipes (CI, files): a line per state change and per stage at most one
+ * metric line a second (always its first and last step), with step/total, elapsed time and ETA.
+ */
 export function plainProgress(write: (text: string) => void, now: () => number = Date.now): Progress {
-  const lastLine = new Map<StageName, number>();
-  const totals = new Map<StageName, number | null>();
-  const latest = new Map<StageName, { step: number; values: Record<string, number | null> }>();
-  const line = (stage: StageName, step: number, values: Record<string, number | null>) => {
-    const total = totals.get(stage);
-    const shown = KEY_METRICS[stage].filter((k) => k in values).map((k) => `${k} ${fmt(values[k])}`);
-    return `${stage}: step ${step}${total ? `/${total}` : ''}${shown.length ? `  ${shown.join('  ')}` : ''}\n`;
+  const track = new RunTracker(now);
+  const lastLine = new Map<StageName, { t: number; what: string }>();
+  const metricLine = (stage: StageName) => {
+    const v = track.stages.get(stage)!;
+    const shown = keyMetricsNow(stage, v.phase).filter((k) => k in v.values).map((k) => `${k} ${fmt(v.values[k])}`);
+    const what = `${stage}: step ${v.step}${v.total ? `/${v.total}` : ''}${shown.length ? `  ${shown.join('  ')}` : ''}`;
+    const eta = track.etaS(v);
+    const elapsed = track.elapsedS(v);
+    const clock = `${elapsed === null ? '' : `  elapsed ${formatDuration(elapsed)}`}${v.active && v.total !== null && v.step! < v.total ? `  eta ${eta === null ? '–' : formatDuration(eta)}` : ''}`;
+    return { what, text: `${what}${clock}\n` };
+  };
+  const emit = (stage: StageName, force: boolean) => {
+    if (track.stages.get(stage)?.step == null) return;
+    const prev = lastLine.get(stage);
+    const t = now();
+    const l = metricLine(stage);
+    if (prev && (force ? prev.what === l.what : t - prev.t < 1000)) return;
+    lastLine.set(stage, { t, what: l.what });
+    write(l.text);
   };
   return {
-    runStart({ runId, runDir, resume }) {
-      write(`run ${runId}${resume ? ' (continuing)' : ''}: ${runDir}\n`);
+    runStart(info) {
+      track.runStart(info);
+      write(`run ${info.runId}${info.resume ? ' (continuing)' : ''}: ${info.runDir}\n`);
     },
     sidecarState(state, detail) {
+      track.sidecarState(state, detail);
       if (state === 'starting') write(`starting the sidecar…${detail ? ` (${detail})` : ''}\n`);
+      if (state === 'ready') {
+        const after = track.sidecar.readyAfterMs;
+        write(`sidecar ready${after === null ? '' : ` in ${formatDuration(after / 1000)}`}${detail ? ` (${detail})` : ''}\n`);
+      }
     },
     stageStart(stage, config, resumedFrom) {
-      totals.set(stage, totalSteps(config, stage));
+      track.stageStart(stage, totalSteps(config, stage), resumedFrom);
+      lastLine.delete(stage);
       write(`${stage}: starting${resumedFrom ? ` (resuming from ${resumedFrom})` : ''}\n`);
     },
     state(stage, state, message) {
+      track.state(stage, state, message);
       write(`${stage}: ${state}${message ? ` – ${message}` : ''}\n`);
     },
     metric(stage, step, values) {
-      const merged = { ...(latest.get(stage)?.step === step ? latest.get(stage)!.values : {}), ...values };
-      latest.set(stage, { step, values: merged });
-      const t = now();
-      if (t - (lastLine.get(stage) ?? 0) < 1000) return;
-      lastLine.set(stage, t);
-      write(line(stage, step, merged));
+      // The reward model's last line (its final eval accuracy) before RLHF's policy takes over.
+      if (track.startsPolicy(stage, values)) emit(stage, true);
+      track.metric(stage, step, values);
+      emit(stage, false);
     },
     log(stage, level, message) {
-      if (level === 'warning' || level === 'error') write(`${stage}: ${level}: ${message}\n`);
+      if (wantsLog(level)) write(`${stage}: ${level}: ${message}\n`);
     },
     alert(stage, a) {
-      write(`${stage}: ${a.severity === 'fatal' ? 'STOPPING' : 'alert'}: step ${a.step}: ${a.message}\n${stage}:   hint: ${a.hint}\n`);
+      write(`${alertText(stage, a)}\n`);
     },
     stageEnd(stage, status, wallS) {
-      const l = latest.get(stage);
-      if (l) write(line(stage, l.step, l.values));
+      track.stageEnd(stage, status);
+      emit(stage, true);
       write(`${stage}: ${status} in ${wallS.toFixed(1)} s\n`);
     },
     note(text) {
       write(`${text}\n`);
     },
-    runEnd() {},
+    runEnd({ status }) {
+      track.runEnd(status);
+    },
+  };
+}
+
+/** `--progress none`: no progress, but what needs a reader still shows (notes, alerts, warnings). */
+export function quietProgress(write: (text: string) => void): Progress {
+  const nothing = () => {};
+  return {
+    runStart: nothing,
+    sidecarState: nothing,
+    stageStart: nothing,
+    state: nothing,
+    metric: nothing,
+    log: (stage, level, message) => void (wantsLog(level) && write(`${stage}: ${level}: ${message}\n`)),
+    alert: (stage, a) => write(`${alertText(stage, a)}\n`),
+    stageEnd: nothing,
+    note: (text) => write(`${text}\n`),
+    runEnd: nothing,
   };
 }

@@ -29,6 +29,7 @@ export async function cli(args: string[], opts: { cwd?: string; env?: NodeJS.Pro
     out: (t) => void (out += t),
     err: (t) => void (err += t),
     isTTY: false,
+    errIsTTY: false,
     cwd: opts.cwd ?? process.cwd(),
     env: opts.env ?? process.env,
   });
