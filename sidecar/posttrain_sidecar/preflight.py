@@ -15,12 +15,16 @@ Checked:
   * every reward function of a selected grpo stage resolves (``reward_import_failed``,
     ``bad_reward_args``) through rewards.resolve_reward_funcs, exactly as the stage will;
   * 4-bit (QLoRA) only with CUDA and bitsandbytes: a warning (``qlora_unavailable``), since the
-    stage falls back to plain LoRA.
+    stage falls back to plain LoRA;
+  * every ``runtime.report_to`` integration is installed (``integration_missing``: transformers
+    would otherwise fail while building the first trainer, after the model loaded); W&B in online
+    mode without credentials is a warning (``wandb_not_logged_in``: wandb.init fails without a tty).
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import Any, Callable, Iterable, Sequence
 
 from .connection import StageError
@@ -193,12 +197,53 @@ def check_runtime(config: dict, stages: Sequence[str], *, cuda: Callable[[], boo
     return out
 
 
+# report_to name -> (module transformers looks for, what to install)
+INTEGRATIONS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
+
+
+def wandb_credentials(env: dict[str, str] | None = None) -> bool:
+    """Whether wandb will find an API key without asking: WANDB_API_KEY, or a netrc entry for its
+    host (what `wandb login` writes). Read from files only, never the network."""
+    import netrc
+    from urllib.parse import urlparse
+
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc(env.get("NETRC") or None).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_integrations(config: dict, *, module: Callable[[str], bool] = has_module,
+                       env: dict[str, str] | None = None, python: str = "python") -> list[Problem]:
+    report_to = (config.get("runtime") or {}).get("report_to") or []
+    env = os.environ if env is None else env
+    out: list[Problem] = []
+    for name in report_to:
+        mod, package = INTEGRATIONS.get(name, (name, name))
+        if not module(mod):
+            out.append(problem(None, "integration_missing",
+                               f"runtime.report_to includes {name!r} but {package} is not installed in the sidecar's environment",
+                               f"{python} -m pip install {package}  (or remove {name!r} from runtime.report_to)"))
+    if "wandb" in report_to and module("wandb") and env.get("WANDB_MODE", "online") not in ("offline", "disabled", "dryrun") \
+            and not wandb_credentials(env):
+        out.append(problem(None, "wandb_not_logged_in",
+                           "runtime.report_to includes 'wandb' in online mode but no W&B API key was found (WANDB_API_KEY or `wandb login`); "
+                           "the first stage will fail when wandb starts",
+                           "Run `wandb login`, set WANDB_API_KEY, or set WANDB_MODE=offline to log locally.", "warning"))
+    return out
+
+
 def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     """Every problem of a ``preflight {config, stages}`` body."""
     config = body.get("config") or {}
     stages = [s for s in body.get("stages") or [] if isinstance(s, str)]
     out = check_stages(stages, known_stages)
     out += check_runtime(config, stages)
+    out += check_integrations(config, python=sys.executable)
     out += check_model(config)
     out += check_rewards(config, stages)
     return out

@@ -65,7 +65,7 @@ def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> 
         save_total_limit=int(train["save_total_limit"]),
         seed=int(config["runtime"]["seed"]),
         data_seed=int(config["runtime"]["seed"]),
-        report_to=list(config["runtime"].get("report_to") or []) or "none",
+        **tracking_args(config, stage_dir),
         disable_tqdm=True,
         # CPU: TRL needs these off (see DEVELOPERS notes); GPU: bf16 compute where supported.
         use_cpu=on_cpu,
@@ -75,6 +75,70 @@ def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> 
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# runtime.report_to: TRL's own integrations, for users who live in TensorBoard, W&B or Trackio.
+# They see the same on_log dicts as StreamCallback; metrics.jsonl stays the source of truth.
+
+def tracking_args(config: dict, stage_dir: str) -> dict[str, Any]:
+    """report_to plus a run name (``<run id>-<stage>``) and project (``posttrain``) for the trackers
+    that read them from TrainingArguments (wandb takes the name, trackio both)."""
+    report_to = list(config["runtime"].get("report_to") or [])
+    if not report_to:
+        return {"report_to": "none"}
+    stage = Path(stage_dir)
+    # A user's explicit WANDB_NAME wins (the WandbCallback passes run_name to wandb.init, which
+    # would otherwise override it).
+    name = os.environ.get("WANDB_NAME") or f"{stage.parent.parent.name}-{stage.name}"
+    return {"report_to": report_to, "run_name": name, "project": "posttrain"}
+
+
+def tracking_dirs(output_dir: str) -> tuple[Path, str | None]:
+    """(stage folder, phase) of a trainer's output_dir: ``stages/<s>/checkpoints`` for one-phase
+    stages, ``stages/<s>/checkpoints/<phase>`` for RLHF's reward_model and policy phases."""
+    out = Path(output_dir)
+    if out.name == "checkpoints":
+        return out.parent, None
+    return out.parent.parent, out.name
+
+
+def route_integrations(trainer) -> None:
+    """Point the report_to integrations of one trainer at this run and stage.
+
+    TensorBoard: transformers 5 has no logging_dir argument (only TENSORBOARD_LOGGING_DIR, a
+    process-wide env var, else ``<output_dir>/runs/<date_host>``, i.e. among the checkpoints), so
+    the callback's directory is set here: ``stages/<s>/tensorboard`` (RLHF:
+    ``stages/<s>/tensorboard/<phase>``), moved with the stage when an attempt is set aside.
+    W&B: the user's WANDB_* env wins; unset, the project is ``posttrain`` and the group the run id,
+    so a run's stages sit together. Phases get their own run name."""
+    args = trainer.args
+    report_to = args.report_to if isinstance(args.report_to, list) else [args.report_to]
+    if not report_to or report_to == ["none"]:
+        return
+    stage_dir, phase = tracking_dirs(args.output_dir)
+    if phase and args.run_name:
+        args.run_name = f"{args.run_name}-{phase}"
+    if "tensorboard" in report_to:
+        from transformers.integrations import TensorBoardCallback
+
+        for cb in trainer.callback_handler.callbacks:
+            if isinstance(cb, TensorBoardCallback) and cb.tb_writer is None:
+                cb.logging_dir = str(stage_dir / "tensorboard" / phase if phase else stage_dir / "tensorboard")
+    if "wandb" in report_to:
+        os.environ.setdefault("WANDB_PROJECT", "posttrain")
+        os.environ.setdefault("WANDB_RUN_GROUP", stage_dir.parent.parent.name)
+
+
+def finish_integrations(trainer) -> None:
+    """One sidecar serves every stage; WandbCallback reuses an open wandb.run, so without this all
+    stages would log into the first stage's W&B run. (Trackio finishes itself on train end.)"""
+    report_to = trainer.args.report_to if isinstance(trainer.args.report_to, list) else [trainer.args.report_to]
+    if "wandb" in report_to:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
 
 
 class StreamCallback:
@@ -248,11 +312,14 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
     cuda = torch.cuda.is_available() and next(trainer.model.parameters()).is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    route_integrations(trainer)
     t0 = time.time()
     try:
         out = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.cuda.OutOfMemoryError as e:  # type: ignore[attr-defined]
         raise StageError("out_of_memory", f"CUDA out of memory: {e}. Lower batch_size or max lengths, or raise grad_accum.", retryable=True) from e
+    finally:
+        finish_integrations(trainer)
     metrics = numeric(dict(out.metrics)) if out is not None else {}
     for k, v in metrics.items():
         if isinstance(v, float) and not math.isfinite(v):

@@ -12,8 +12,13 @@ import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../paths.js';
  */
 export const sidecarModule = (env: NodeJS.ProcessEnv): string => env.POSTTRAIN_SIDECAR_MODULE || 'posttrain_sidecar';
 
+/** The sidecar's interpreter: runtime.python, else POSTTRAIN_PYTHON, else the project virtualenv
+ * (`posttrain doctor` checks the same one). */
+export const sidecarPython = (configured: string | null | undefined, env: NodeJS.ProcessEnv): string =>
+  configured ?? (env.POSTTRAIN_PYTHON || undefined) ?? DEFAULT_VENV_PYTHON;
+
 export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string): Omit<SidecarSpec, 'onStderrLine' | 'onBridgeWarning'> {
-  const python = config.runtime.python ?? env.POSTTRAIN_PYTHON ?? DEFAULT_VENV_PYTHON;
+  const python = sidecarPython(config.runtime.python, env);
   if (python.includes('/') && !existsSync(python)) {
     throw new SidecarStartError(
       `The sidecar's Python (${python}) does not exist.`,

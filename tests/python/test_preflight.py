@@ -221,3 +221,47 @@ def test_real_sidecar_preflight_then_serves(controller, tmp_path):
     assert controller.expect("preflight.result", timeout=60)["body"] == {"ok": True, "problems": []}
     controller.send("shutdown")
     assert proc.wait(timeout=10) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# runtime.report_to integrations
+
+
+def report_to(*names):
+    return {"runtime": {"report_to": list(names)}}
+
+
+def test_missing_integration_is_an_error_with_the_install_command():
+    installed = {"tensorboard"}
+    problems = pf.check_integrations(report_to("tensorboard", "trackio"), module=lambda m: m in installed,
+                                     env={}, python="/venv/bin/python")
+    assert codes(problems) == [(None, "integration_missing", "error")]
+    assert "'trackio'" in problems[0]["message"]
+    assert problems[0]["fix"].startswith("/venv/bin/python -m pip install trackio")
+
+
+def test_no_report_to_checks_nothing():
+    assert pf.check_integrations({"runtime": {"report_to": []}}, module=lambda m: False, env={}) == []
+    assert pf.check_integrations({}, module=lambda m: False, env={}) == []
+
+
+def test_real_environment_reports_trackio_missing_through_check():
+    # The real probe, the real venv: tensorboard is a dev dependency, trackio is not installed.
+    if pf.has_module("trackio"):
+        pytest.skip("trackio is installed here")
+    problems = pf.check({"config": {**report_to("tensorboard", "trackio"), "model": {"id": str(SMOKE_MODEL)}}, "stages": ["sft"]}, KNOWN)
+    assert codes(problems) == [(None, "integration_missing", "error")]
+    assert "pip install trackio" in problems[0]["fix"]
+
+
+def test_wandb_online_without_credentials_warns_offline_does_not(tmp_path):
+    has_wandb = lambda m: m == "wandb"
+    no_netrc = {"NETRC": str(tmp_path / "none")}
+    (p,) = pf.check_integrations(report_to("wandb"), module=has_wandb, env=no_netrc)
+    assert (p["code"], p["severity"]) == ("wandb_not_logged_in", "warning") and "WANDB_MODE=offline" in p["fix"]
+    assert pf.check_integrations(report_to("wandb"), module=has_wandb, env={**no_netrc, "WANDB_MODE": "offline"}) == []
+    assert pf.check_integrations(report_to("wandb"), module=has_wandb, env={**no_netrc, "WANDB_API_KEY": "k"}) == []
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    netrc.chmod(0o600)
+    assert pf.check_integrations(report_to("wandb"), module=has_wandb, env={"NETRC": str(netrc)}) == []
