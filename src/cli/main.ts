@@ -5,13 +5,17 @@ import { describeFsError, fsErrorCode, writeError } from '../artifacts/atomic.js
 import { EXIT, PosttrainError } from '../errors.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { registerConfig } from './commands/config.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerPresets } from './commands/presets.js';
+import { registerReport } from './commands/report.js';
 import { registerRun } from './commands/run.js';
 import { registerRuns } from './commands/runs.js';
 import { registerSchema } from './commands/schema.js';
 import { registerStage } from './commands/stage.js';
 import { registerValidate } from './commands/validate.js';
 import { type CliIO, processIO } from './io.js';
+import type { ErrorEvent } from '../ui/ndjson.js';
+import { ndjsonErrorSink } from '../ui/select.js';
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('posttrain')
@@ -31,7 +35,7 @@ Examples:
 
 Exit codes: 0 ok, 1 run failed, 2 usage/config/data error, 130 interrupted.`,
     );
-  for (const register of [registerRun, registerStage, registerRuns, registerConfig, registerPresets, registerValidate, registerSchema]) {
+  for (const register of [registerRun, registerStage, registerRuns, registerReport, registerConfig, registerPresets, registerValidate, registerSchema, registerDoctor]) {
     register(program, io);
   }
   // Subcommands inherit output routing and exit behaviour.
@@ -47,22 +51,25 @@ export async function runCli(argv: readonly string[], io: CliIO = processIO()): 
     await program.parseAsync([...argv], { from: 'user' });
     return EXIT.ok;
   } catch (e) {
-    return reportError(e, io, debug);
+    return reportError(e, io, debug, ndjsonErrorSink(program, io));
   }
 }
 
-export function reportError(e: unknown, io: CliIO, debug: boolean): number {
+/** `event`: a command streaming NDJSON (--json) also gets the error as its last event. */
+export function reportError(e: unknown, io: CliIO, debug: boolean, event?: (e: ErrorEvent) => void): number {
   if (e instanceof CommanderError) {
     // Commander already printed its message (with "Did you mean …?" where it has one).
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
     if (e.exitCode === 0) return EXIT.ok;
     io.err(`(see \`posttrain ${'--help'}\`)\n`);
+    event?.({ code: 'usage_error', message: e.message, hint: 'see `posttrain --help`', exit_code: EXIT.usage });
     return EXIT.usage;
   }
   if (e instanceof PosttrainError) {
     io.err(`error: ${e.message}\n`);
     if (e.hint) io.err(`hint: ${e.hint}\n`);
     if (debug && e.stack) io.err(`${e.stack}\n`);
+    event?.({ code: snakeCase(e.name), message: e.message, hint: e.hint ?? null, exit_code: e.exitCode });
     return e.exitCode;
   }
   // An OS error that reached here unwrapped (a write to a full disk deep in a helper) is the
@@ -75,11 +82,16 @@ export function reportError(e: unknown, io: CliIO, debug: boolean): number {
     const hint = writeError(os.path ?? '', e).hint;
     if (hint) io.err(`hint: ${hint}\n`);
     if (debug && os.stack) io.err(`${os.stack}\n`);
+    event?.({ code, message: `${what} failed: ${describeFsError(e)}`, hint: hint ?? null, exit_code: EXIT.runFailed });
     return EXIT.runFailed;
   }
   // Not a user mistake: a bug. Say so plainly; the stack only with --debug.
   const err = e as Error;
   io.err(`error: internal error: ${err?.message ?? String(e)}\n`);
   io.err(debug ? `${err?.stack ?? ''}\n` : 'hint: rerun with --debug for the stack trace, and please report it.\n');
+  event?.({ code: 'internal', message: `internal error: ${err?.message ?? String(e)}`, hint: 'rerun with --debug for the stack trace, and please report it', exit_code: EXIT.runFailed });
   return EXIT.runFailed;
 }
+
+/** ConfigError → config_error (the class name is the error's kind in --json's error event). */
+const snakeCase = (name: string) => name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();

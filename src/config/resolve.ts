@@ -10,6 +10,8 @@ import { checkRules } from './rules.js';
 import { type Config, ConfigSchema } from './schema.js';
 
 export interface ResolveOptions {
+  /** A layer under everything else: `stage --set …` layers over the run's own resolved config. */
+  base?: Layer | undefined;
   preset?: string | undefined;
   configFile?: string | undefined;
   set?: readonly string[] | undefined;
@@ -27,6 +29,7 @@ export interface ResolvedConfig {
 export function resolveConfig(opts: ResolveOptions): ResolvedConfig {
   const cwd = opts.cwd ?? process.cwd();
   const layers: Layer[] = [];
+  if (opts.base) layers.push(opts.base);
   if (opts.preset) layers.push(presetLayer(opts.preset));
   if (opts.configFile) layers.push(loadConfigFile(resolve(cwd, opts.configFile)));
   if (opts.set && opts.set.length > 0) layers.push(setFlagsLayer(opts.set, cwd));

@@ -8,7 +8,7 @@ import { PACKAGE_ROOT } from '../../src/paths.js';
 import { cli, spawnCli, tmp } from '../helpers/cli.js';
 
 const FIX = join(PACKAGE_ROOT, 'tests', 'fixtures', 'data');
-const COMMANDS = ['run', 'stage', 'runs', 'show', 'config', 'presets', 'validate', 'schema'];
+const COMMANDS = ['run', 'stage', 'runs', 'show', 'report', 'doctor', 'config', 'presets', 'validate', 'schema'];
 
 describe('help and usage errors', () => {
   it('every command has --help (exit 0); the commands that act show examples', async () => {

@@ -225,6 +225,24 @@ describe('stage and resume rules', () => {
     expect(unknown.code).toBe(2);
   });
 
+  it('stage with only --set / --stop-on layers them over the run\'s own config', async () => {
+    const cwd = tmp();
+    await cli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd, env: fakeEnv(QUICK) });
+    const dir = onlyRun(cwd);
+    const r = await cli(['stage', 'sft', '--set', 'stages.sft.max_steps=12', '--stop-on', 'kl_runaway,nan_loss'], { cwd, env: fakeEnv(QUICK) });
+    expect(r.code, r.err).toBe(0);
+    const run = readJson(join(dir, 'run.json'));
+    expect(run.preset).toBe('smoke');
+    expect(run.config.stages.sft.max_steps).toBe(12);
+    expect(run.config.monitor.stop_on).toEqual(['kl_runaway', 'nan_loss']);
+    // Everything else is still the run's: the smoke model and data, not schema defaults.
+    expect(run.config.model.id).toMatch(/smoke-model$/);
+    expect(run.overrides).toContain('monitor.stop_on=["kl_runaway","nan_loss"]');
+    const bad = await cli(['stage', 'sft', '--stop-on', 'kl_runway'], { cwd, env: fakeEnv(QUICK) });
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--stop-on: unknown health rule "kl_runway"\. Did you mean "kl_runaway"\?/);
+  });
+
   it('re-running a stage keeps the earlier attempt', async () => {
     const cwd = tmp();
     await cli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd, env: fakeEnv(QUICK) });

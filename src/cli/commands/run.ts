@@ -5,10 +5,11 @@ import { didYouMean } from '../../config/suggest.js';
 import { UsageError } from '../../errors.js';
 import { Interrupt } from '../../pipeline/interrupt.js';
 import { startRun } from '../../pipeline/run.js';
+import { addProgressOptions, type ProgressFlags, selectProgress } from '../../ui/select.js';
 import type { CliIO } from '../io.js';
-import { addConfigOptions, type ConfigFlags, toResolveOptions } from '../options.js';
+import { addConfigOptions, addMonitorOptions, type ConfigFlags, toResolveOptions } from '../options.js';
 
-interface RunFlags extends ConfigFlags {
+interface RunFlags extends ConfigFlags, ProgressFlags {
   stages?: string;
 }
 
@@ -26,7 +27,7 @@ export function stagesOverride(value: string | undefined): string[] {
 }
 
 export function registerRun(program: Command, io: CliIO): void {
-  addConfigOptions(program.command('run'))
+  addProgressOptions(addMonitorOptions(addConfigOptions(program.command('run'))))
     .description('run the selected stages in order (sft → dpo → grpo → rlhf), each from the previous adapter')
     .option('--stages <list>', 'comma-separated subset of stages, e.g. sft,dpo')
     .addHelpText(
@@ -35,16 +36,21 @@ export function registerRun(program: Command, io: CliIO): void {
 Examples:
   $ posttrain run --preset smoke
   $ posttrain run --preset gpu --stages sft,dpo
-  $ posttrain run --config mine.yaml --set stages.grpo.max_steps=50`,
+  $ posttrain run --config mine.yaml --set stages.grpo.max_steps=50
+  $ posttrain run --preset gpu --stop-on kl_runaway,reward_std_zero
+  $ posttrain run --preset smoke --json | jq -c 'select(.event == "metric")'`,
     )
     .action(async (flags: RunFlags) => {
       const opts = toResolveOptions(flags);
       const resolved = resolveConfig({ ...opts, set: [...(opts.set ?? []), ...stagesOverride(flags.stages)], cwd: io.cwd });
+      const progress = selectProgress(flags, io);
       const interrupt = new Interrupt();
-      const stop = interrupt.listen(io.err);
+      // Through the renderer: a live view keeps it above its block, --json makes it an event.
+      const stop = interrupt.listen((text) => progress.note(text.trim()));
       try {
-        const { runDir } = await startRun(resolved, io, interrupt);
-        io.out(`${runDir}\n`);
+        const { runDir } = await startRun(resolved, io, interrupt, progress);
+        // The run folder for scripts; with --json the run_end event carries it instead.
+        if (!flags.json) io.out(`${runDir}\n`);
       } finally {
         stop();
       }

@@ -1,15 +1,18 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { resolveConfig } from '../../config/resolve.js';
+import { loadRun } from '../../artifacts/index.js';
+import type { Plain } from '../../config/layers.js';
+import { type ResolvedConfig, resolveConfig } from '../../config/resolve.js';
 import { STAGES, type StageName } from '../../config/schema.js';
 import { didYouMean } from '../../config/suggest.js';
 import { UsageError } from '../../errors.js';
 import { Interrupt } from '../../pipeline/interrupt.js';
 import { runStage } from '../../pipeline/run.js';
+import { addProgressOptions, type ProgressFlags, selectProgress } from '../../ui/select.js';
 import type { CliIO } from '../io.js';
-import { addConfigOptions, type ConfigFlags, toResolveOptions } from '../options.js';
+import { addConfigOptions, addMonitorOptions, type ConfigFlags, toResolveOptions } from '../options.js';
 
-interface StageFlags extends ConfigFlags {
+interface StageFlags extends ConfigFlags, ProgressFlags {
   run: string;
   resume?: boolean;
   runsDir: string;
@@ -21,20 +24,21 @@ export function parseStage(name: string): StageName {
 }
 
 export function registerStage(program: Command, io: CliIO): void {
-  addConfigOptions(
+  addProgressOptions(addMonitorOptions(addConfigOptions(
     program
       .command('stage')
       .description("run one stage of an existing run (from the previous stage's adapter), or resume it from its newest complete checkpoint")
       .argument('<name>', `stage: ${STAGES.join(', ')}`),
-  )
+  )))
     .option('-r, --run <id>', 'run id, or "latest"', 'latest')
     .option('--resume', 'continue from the newest complete checkpoint')
     .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
     .addHelpText(
       'after',
       `
-Without --preset/--config/--set the run's own resolved config is used. With them, the new config
-replaces the run's; with --resume only changes the checkpoint survives are accepted (e.g. max_steps).
+Without --preset/--config the run's own resolved config is used, with any --set/--stop-on applied
+over it. With --preset/--config the new config replaces the run's. With --resume only changes the
+checkpoint survives are accepted (e.g. max_steps).
 
 Examples:
   $ posttrain stage grpo --resume
@@ -43,13 +47,24 @@ Examples:
     )
     .action(async (name: string, flags: StageFlags) => {
       const stage = parseStage(name);
-      const hasConfigFlags = Boolean(flags.preset || flags.config || (flags.set ?? []).length > 0);
-      const override = hasConfigFlags ? resolveConfig({ ...toResolveOptions(flags), cwd: io.cwd }) : null;
+      const runsDir = resolve(io.cwd, flags.runsDir);
+      const opts = toResolveOptions(flags);
+      let override: ResolvedConfig | null = null;
+      if (flags.preset || flags.config) override = resolveConfig({ ...opts, cwd: io.cwd });
+      else if ((opts.set ?? []).length > 0) {
+        // Only --set / --stop-on: layer them over the run's own config, keeping its provenance.
+        const { record } = loadRun(runsDir, flags.run);
+        const base = { source: `run ${record.id}`, baseDir: io.cwd, data: record.config as unknown as Plain };
+        override = { ...resolveConfig({ ...opts, base, cwd: io.cwd }), preset: record.preset, configFile: record.config_file };
+      }
+      const progress = selectProgress(flags, io);
       const interrupt = new Interrupt();
-      const stop = interrupt.listen(io.err);
+      // Through the renderer: a live view keeps it above its block, --json makes it an event.
+      const stop = interrupt.listen((text) => progress.note(text.trim()));
       try {
-        const { runDir } = await runStage({ runsDir: resolve(io.cwd, flags.runsDir), run: flags.run, stage, resume: Boolean(flags.resume), override }, io, interrupt);
-        io.out(`${runDir}\n`);
+        const { runDir } = await runStage({ runsDir, run: flags.run, stage, resume: Boolean(flags.resume), override }, io, interrupt, progress);
+        // The run folder for scripts; with --json the run_end event carries it instead.
+        if (!flags.json) io.out(`${runDir}\n`);
       } finally {
         stop();
       }
