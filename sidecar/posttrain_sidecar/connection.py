@@ -2,7 +2,9 @@
 
 Threads:
   * main thread: runs stages (training); talks to the controller only through ``Connection``
-    methods, which encode on the caller's thread and enqueue frames (thread-safe).
+    methods, which encode on the caller's thread and enqueue frames (thread-safe). Metric events
+    are queued as plain bodies instead: the I/O thread encodes them, one envelope for the events
+    that are waiting together (``event.metrics``, protocol 1.1).
   * I/O thread ("posttrain-io"): owns the DEALER socket; sends queued frames in order, sends
     heartbeats once hello.ack arrived, receives and checks incoming messages. ``cancel`` and
     ``shutdown`` set events; ``stage.request`` (and ``hello.ack``) go to the inbound queue.
@@ -21,26 +23,35 @@ import queue
 import re as _re
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
 from typing import Any, Callable, Mapping
 
-import msgpack
 import zmq
 
 from . import __version__
+from .parent_watch import (  # noqa: F401 - re-exported: fake.py and tests import them from here
+    ENV_PARENT_PID,
+    ENV_WATCH_STDIN,
+    EXIT_PARENT_GONE,
+    eprint,
+    parse_parent_pid,
+    start_parent_watch,
+)
 from .protocol import (
     CANCEL,
     EVENT_CHECKPOINT,
     EVENT_LOG,
     EVENT_METRIC,
+    EVENT_METRICS,
     EVENT_STATE,
     HEARTBEAT,
     HELLO,
     HELLO_ACK,
     LOG_LEVELS,
+    MAX_BATCH_ITEMS,
+    MAX_BATCH_VALUES,
     MAX_MESSAGE_BYTES,
     PROTOCOL_MAJOR,
     PROTOCOL_VERSION,
@@ -48,21 +59,20 @@ from .protocol import (
     STAGE_REQUEST,
     STAGE_RESULT,
     ProtocolError,
+    Signer,
+    accepts_metric_batches,
     decode,
     encode,
+    encode_native,
     make_envelope,
-    sign,
 )
 
 ENV_ENDPOINT = "POSTTRAIN_ENDPOINT"
 ENV_SESSION = "POSTTRAIN_SESSION"
 ENV_KEY = "POSTTRAIN_KEY"
-ENV_PARENT_PID = "POSTTRAIN_PARENT_PID"
-ENV_WATCH_STDIN = "POSTTRAIN_WATCH_STDIN"
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad environment, or no hello.ack in time
-EXIT_PARENT_GONE = 70
 EXIT_IO_FAILED = 71  # the I/O thread died: a sidecar that cannot talk is useless
 
 DEFAULT_HEARTBEAT_S = 2.0
@@ -70,7 +80,6 @@ MIN_HEARTBEAT_S = 0.05
 POLL_MS = 50
 DEFAULT_ACK_TIMEOUT_S = 30.0
 CLOSE_LINGER_MS = 1000
-PARENT_POLL_S = 0.5
 
 # Liveness/latency probe (protocol 1.x addition): the controller sends ``ping {}``; the I/O thread
 # answers ``pong {}`` with ``re`` = the ping id at once, without involving the main thread.
@@ -95,15 +104,6 @@ _PROBE_PACKAGES = {
 }
 
 
-def eprint(message: str) -> None:
-    """One line to stderr (the controller keeps a ring buffer of it)."""
-    try:
-        sys.stderr.write(f"posttrain-sidecar[{os.getpid()}]: {message}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
 class ConfigError(Exception):
     """The environment the controller should have set is missing or malformed."""
 
@@ -116,97 +116,6 @@ class StageError(Exception):
         self.code = code
         self.message = message
         self.retryable = bool(retryable)
-
-
-# --------------------------------------------------------------------------------------------
-# Parent death
-
-
-_watch_lock = threading.Lock()
-_watch_started = False
-
-
-def _parent_gone(why: str) -> None:
-    eprint(f"controller gone ({why}); exiting")
-    os._exit(EXIT_PARENT_GONE)
-
-
-def _watch_stdin() -> None:
-    try:
-        fd = sys.stdin.fileno() if sys.stdin is not None else 0
-    except (AttributeError, ValueError, OSError):
-        fd = 0
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            _parent_gone(f"stdin unreadable: {exc}")
-            return
-        if not chunk:
-            _parent_gone("stdin closed")
-            return
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
-
-
-def _watch_parent_pid(parent_pid: int) -> None:
-    initial_ppid = os.getppid()
-    while True:
-        time.sleep(PARENT_POLL_S)
-        ppid = os.getppid()
-        if ppid != initial_ppid:
-            _parent_gone(f"re-parented from pid {initial_ppid} to {ppid}")
-        if not _pid_alive(parent_pid):
-            _parent_gone(f"pid {parent_pid} no longer exists")
-
-
-def parse_parent_pid(env: Mapping[str, str]) -> int | None:
-    raw = env.get(ENV_PARENT_PID, "").strip()
-    if not raw:
-        return None
-    try:
-        pid = int(raw)
-    except ValueError:
-        eprint(f"ignoring {ENV_PARENT_PID}={raw!r}: not an integer")
-        return None
-    return pid if pid > 0 else None
-
-
-def start_parent_watch(parent_pid: int | None = None, watch_stdin: bool | None = None,
-                       env: Mapping[str, str] | None = None) -> None:
-    """Start the parent-death watchers once per process (later calls are no-ops).
-
-    stdin EOF counts as death only when ``POSTTRAIN_WATCH_STDIN=1`` (stdin may be /dev/null).
-    The pid watcher exits when ``POSTTRAIN_PARENT_PID`` no longer exists or when this process is
-    re-parented (its direct parent died). Not on Windows (os.kill(pid, 0) would kill there).
-    """
-    global _watch_started
-    env = os.environ if env is None else env
-    if watch_stdin is None:
-        watch_stdin = env.get(ENV_WATCH_STDIN, "") == "1"
-    if parent_pid is None:
-        parent_pid = parse_parent_pid(env)
-    with _watch_lock:
-        if _watch_started:
-            return
-        _watch_started = True
-    if watch_stdin:
-        threading.Thread(target=_watch_stdin, name="posttrain-stdin-watch", daemon=True).start()
-    if parent_pid is not None and os.name == "posix":
-        threading.Thread(target=_watch_parent_pid, args=(parent_pid,), name="posttrain-parent-watch",
-                         daemon=True).start()
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +205,9 @@ class Connection:
         self.parent_pid = parent_pid if parent_pid is not None else parse_parent_pid(env)
         self.watch_stdin = watch_stdin if watch_stdin is not None else env.get(ENV_WATCH_STDIN, "") == "1"
         self.wire_major = PROTOCOL_MAJOR  # envelope `v` of what we send
+        self._signer = Signer(self.key)
+        # Set from hello.ack (I/O thread): the controller understands event.metrics (protocol >= 1.1).
+        self._batch_metrics = False
 
         self.cancel_requested = threading.Event()
         self.shutdown_requested = threading.Event()
@@ -304,7 +216,9 @@ class Connection:
         self.heartbeat_interval_s = DEFAULT_HEARTBEAT_S
 
         self._cv = threading.Condition()
-        self._out: collections.deque[list[bytes]] = collections.deque()
+        # Outgoing, in order: encoded frames, or a metric body (a dict) that the I/O thread encodes,
+        # coalescing the metric events that are waiting together (see _send_entries).
+        self._out: collections.deque[list[bytes] | dict[str, Any]] = collections.deque()
         self._enqueued = 0
         self._sent = 0
         self._inbound: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -379,29 +293,22 @@ class Connection:
     def send(self, type: str, body: Mapping[str, Any] | None = None, re: str | None = None) -> str:
         """Queue one message; returns its id. Encodes on the caller's thread (TypeError surfaces here)."""
         env = make_envelope(type, body, self.session, re, v=self.wire_major)
-        return self._enqueue(type, env["id"], encode(env, self.key))
+        self._enqueue(type, encode(env, self.key))
+        return env["id"]
 
-    def _send_native(self, type: str, body: dict[str, Any], re: str | None = None) -> str:
-        """``send()`` for a body known to hold msgpack-native values only (str keys; str, int,
-        float, None, and maps of those): skips ``to_wire``'s generic walk, the hot spot of the
-        metric path. Same envelope, same bytes, same signature."""
-        env = make_envelope(type, None, self.session, re, v=self.wire_major)
-        env["body"] = body
-        return self._enqueue(type, env["id"], _encode_native(env, self.key))
-
-    def _enqueue(self, type: str, msg_id: str, frames: list[bytes]) -> str:
+    def _enqueue(self, type: str, entry: list[bytes] | dict[str, Any]) -> bool:
         if self._closed:
             eprint(f"dropping {type!r}: connection closed")
-            return msg_id
+            return False
         with self._cv:
             # The I/O thread drains the whole queue once woken: wake it only when the queue was
             # empty (or its last send hit the high-water mark), not once per message.
             wake = not self._out or self._send_blocked
-            self._out.append(frames)
+            self._out.append(entry)
             self._enqueued += 1
         if wake:
             self._wake()
-        return msg_id
+        return True
 
     def hello(self, capabilities: list[str], fake: bool = False, protocol: str | None = None,
               extra: Mapping[str, Any] | None = None) -> str:
@@ -425,18 +332,25 @@ class Connection:
             body["message"] = message
         return self.send(EVENT_STATE, body)
 
-    def metric(self, stage: str, step: int, values: Mapping[str, Any]) -> str | None:
-        """Send numeric values only (non-numbers are skipped); None when nothing was numeric."""
+    def metric(self, stage: str, step: int, values: Mapping[str, Any]) -> bool:
+        """Queue numeric values only (non-numbers are skipped); False when nothing was numeric.
+
+        A str stage (always, in practice) queues the plain body and leaves envelope, id, packing
+        and HMAC to the I/O thread, which sends the metric events that are waiting together as one
+        ``event.metrics`` (protocol 1.1; see ``_send_entries``). The body is built of msgpack-native
+        values only (str stage, int step, floats from ``_as_float``), so nothing can fail to encode
+        there; ``to_wire``'s generic walk is skipped (it was the hot spot of this path)."""
         clean: dict[str, float] = {}
         for k, v in values.items():
             num = _as_float(v)
             if num is not None:
                 clean[str(k)] = num
         if not clean:
-            return None
+            return False
         if isinstance(stage, str):  # str stage, int step, float values: wire-native already
-            return self._send_native(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
-        return self.send(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
+            return self._enqueue(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
+        self.send(EVENT_METRIC, {"stage": stage, "step": int(step), "values": clean})
+        return True
 
     def log(self, level: str, message: str, stage: str | None = None) -> str:
         level = level.lower() if isinstance(level, str) else "info"
@@ -522,7 +436,7 @@ class Connection:
 
     def _handle(self, frames: list[bytes]) -> None:
         try:
-            msg = decode(frames, self.key, self.session)
+            msg = decode(frames, self.key, self.session, self._signer)
         except ProtocolError as exc:
             self._warn_dropped(exc.reason)
             return
@@ -541,6 +455,7 @@ class Connection:
             if isinstance(interval, (int, float)) and not isinstance(interval, bool) and math.isfinite(interval) \
                     and interval > 0:
                 self.heartbeat_interval_s = max(MIN_HEARTBEAT_S, float(interval))
+            self._batch_metrics = accepts_metric_batches(body.get("protocol"))
             self.ack_body = body
             self.acked.set()
             self._inbound.put(msg)
@@ -565,25 +480,81 @@ class Connection:
                     return
                 batch = list(self._out)
                 self._out.clear()
-            sent = 0
-            blocked = False
-            for frames in batch:
-                if self._frozen.is_set():
-                    break
-                try:
-                    sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    blocked = True  # peer's queue full: retry on the next turn
-                    break
-                sent += 1
+            done, blocked = self._send_entries(sock, batch)
             with self._cv:
-                if sent < len(batch):
-                    self._out.extendleft(reversed(batch[sent:]))
-                self._sent += sent
+                if done < len(batch):
+                    self._out.extendleft(reversed(batch[done:]))
+                self._sent += done
                 self._send_blocked = blocked
                 self._cv.notify_all()
-            if sent < len(batch):
+            if done < len(batch):
                 return
+
+    def _send_entries(self, sock: zmq.Socket, batch: list[Any]) -> tuple[int, bool]:
+        """Send queued entries in order; returns (entries consumed, whether the high-water mark blocked).
+
+        Metric bodies are encoded here. A run of them that is already waiting goes out as one
+        ``event.metrics`` envelope (one id, one packb, one HMAC, one send for up to MAX_BATCH_ITEMS
+        events) when the controller speaks 1.1; nothing waits for a batch to fill, so a lone event
+        leaves at once as ``event.metric`` and latency does not grow. Any other entry ends the run,
+        so metrics, checkpoints, logs and the stage.result keep their order. ``freeze()`` is
+        honoured envelope by envelope.
+        """
+        n = len(batch)
+        i = 0
+        while i < n:
+            if self._frozen.is_set():
+                return i, False
+            entry = batch[i]
+            if type(entry) is dict:
+                frames, j = self._encode_metrics(batch, i, self._metric_run(batch, i))
+                if frames is None:  # could not be encoded: dropped (and said so)
+                    i = j
+                    continue
+            else:
+                frames, j = entry, i + 1
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return i, True  # peer's queue full: these entries go back and are retried next turn
+            i = j
+        return n, False
+
+    def _metric_run(self, batch: list[Any], i: int) -> int:
+        """End of the run of queued metric bodies from ``i`` that one envelope may carry."""
+        if not self._batch_metrics:
+            return i + 1
+        end = min(len(batch), i + MAX_BATCH_ITEMS)
+        values = len(batch[i]["values"])
+        j = i + 1
+        while j < end:
+            e = batch[j]
+            if type(e) is not dict:
+                break
+            values += len(e["values"])
+            if values > MAX_BATCH_VALUES:
+                break
+            j += 1
+        return j
+
+    def _encode_metrics(self, batch: list[Any], i: int, j: int) -> tuple[list[bytes] | None, int]:
+        """Frames for the metric bodies ``batch[i:j]`` and the end actually covered (the run is
+        halved while it cannot be encoded, e.g. over MAX_MESSAGE_BYTES). A lone body that still
+        cannot be encoded is dropped with a line on stderr: raising here would kill the I/O thread."""
+        while True:
+            if j - i == 1:
+                env = make_envelope(EVENT_METRIC, None, self.session, v=self.wire_major)
+                env["body"] = batch[i]
+            else:
+                env = make_envelope(EVENT_METRICS, None, self.session, v=self.wire_major)
+                env["body"] = {"items": batch[i:j]}
+            try:
+                return encode_native(env, self._signer), j
+            except (ValueError, TypeError, OverflowError) as exc:
+                if j - i == 1:
+                    eprint(f"dropping the metric event of step {batch[i].get('step')!r}: {exc}")
+                    return None, j
+                j = i + (j - i) // 2
 
     def _send_pongs(self, sock: zmq.Socket) -> None:
         """Answer the pings just received (I/O thread; pongs may overtake queued events)."""
@@ -591,7 +562,7 @@ class Connection:
         for ping_id in pongs:
             env = make_envelope(PONG, {}, self.session, ping_id, v=self.wire_major)
             try:
-                sock.send_multipart(_encode_native(env, self.key), flags=zmq.NOBLOCK)
+                sock.send_multipart(encode_native(env, self._signer), flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass  # peer's queue full: the controller's ping times out, like a lost heartbeat
 
@@ -671,7 +642,7 @@ class Connection:
                     if next_hb is None or now >= next_hb:
                         env = make_envelope(HEARTBEAT, {}, self.session, v=self.wire_major)
                         try:
-                            sock.send_multipart(encode(env, self.key), flags=zmq.NOBLOCK)
+                            sock.send_multipart(encode_native(env, self._signer), flags=zmq.NOBLOCK)
                         except zmq.Again:
                             pass
                         next_hb = now + self.heartbeat_interval_s
@@ -693,14 +664,6 @@ class Connection:
             ctx.term()
             with self._cv:
                 self._cv.notify_all()
-
-
-def _encode_native(env: Mapping[str, Any], key: bytes) -> list[bytes]:
-    """``protocol.encode`` minus ``to_wire``, for envelopes built of msgpack-native values only."""
-    payload = msgpack.packb(env, use_bin_type=True)
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
-    return [sign(payload, key), payload]
 
 
 def _as_float(v: Any) -> float | None:

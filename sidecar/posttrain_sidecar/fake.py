@@ -6,7 +6,7 @@
 Script fields (all optional):
   start_delay_s        sleep before connecting (slow start)
   exit_before_hello    {code, stderr}: print ``stderr`` to stderr and exit with ``code`` before hello
-  protocol             the protocol string to announce in hello instead of "1.0"
+  protocol             the protocol string to announce in hello instead of PROTOCOL_VERSION ("1.1")
   no_hello             connect but never say hello (exits 0 on shutdown, 70 when the parent dies)
   ignore_cancel        keep playing when cancel arrives
   ack_timeout_s        how long to wait for hello.ack before exiting 2 (default 30)

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 import msgpack
 
 PROTOCOL_MAJOR = 1
-PROTOCOL_VERSION = "1.0"
+# 1.1: ``event.metrics`` (coalesced metric events, see below) and ``protocol`` in hello.ack.
+PROTOCOL_VERSION = "1.1"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SIGNATURE_BYTES = 32
 
@@ -34,6 +35,15 @@ HELLO_ACK = "hello.ack"
 HEARTBEAT = "heartbeat"
 EVENT_STATE = "event.state"
 EVENT_METRIC = "event.metric"
+# Protocol 1.1: several metric events in one signed envelope, ``{items: [{stage, step, values}, ...]}``
+# in emission order. Sent only to a controller whose hello.ack announced >= 1.1, and only for
+# events that were already queued together (a lone event still goes out as ``event.metric``).
+EVENT_METRICS = "event.metrics"
+# Bounds of one event.metrics envelope: items, and metric values summed over its items (each
+# value is ~10 bytes plus its key), so a batch stays far below MAX_MESSAGE_BYTES and one message
+# never holds the controller's receive loop for long.
+MAX_BATCH_ITEMS = 256
+MAX_BATCH_VALUES = 8192
 EVENT_LOG = "event.log"
 EVENT_CHECKPOINT = "event.checkpoint"
 STAGE_REQUEST = "stage.request"
@@ -132,6 +142,34 @@ def sign(payload: bytes, key: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).digest()
 
 
+class Signer:
+    """HMAC-SHA256 under one key, with the keyed state built once.
+
+    ``hmac.new(key, ...)`` per message redoes the key schedule (two SHA-256 blocks of ipad/opad and
+    the object set-up); ``copy()`` of a keyed object skips that (~1.5 -> ~0.9 us a message here).
+    Safe from several threads: ``copy()`` only reads the base object.
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes):
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __call__(self, payload: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(payload)
+        return h.digest()
+
+
+def accepts_metric_batches(version: Any) -> bool:
+    """True when a peer announcing protocol ``version`` ("1.1", ...) understands ``event.metrics``."""
+    if not isinstance(version, str):
+        return False
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    return major == str(PROTOCOL_MAJOR) and minor.isdigit() and int(minor) >= 1
+
+
 def encode(msg: Mapping[str, Any], key: bytes) -> list[bytes]:
     """Envelope → ``[signature, payload]`` frames. Raises TypeError for values that cannot be sent,
     ValueError if the payload is over ``MAX_MESSAGE_BYTES``."""
@@ -139,6 +177,16 @@ def encode(msg: Mapping[str, Any], key: bytes) -> list[bytes]:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     return [sign(payload, key), payload]
+
+
+def encode_native(env: Mapping[str, Any], signer: Signer) -> list[bytes]:
+    """``encode`` minus ``to_wire``, for envelopes built of msgpack-native values only (str keys;
+    str, int, float, None, lists and maps of those): the generic walk is the hot spot of the metric
+    path. Same bytes, same signature. Raises ValueError over ``MAX_MESSAGE_BYTES``."""
+    payload = msgpack.packb(env, use_bin_type=True)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    return [signer(payload), payload]
 
 
 def _frame_bytes(frame: Any) -> bytes:
@@ -159,12 +207,13 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def decode(frames: Sequence[Any], key: bytes, session: str | None) -> dict[str, Any]:
+def decode(frames: Sequence[Any], key: bytes, session: str | None, signer: Signer | None = None) -> dict[str, Any]:
     """``[signature, payload]`` → the envelope dict, checked.
 
     Raises ``ProtocolError`` for: wrong frame count, oversized payload, bad signature, undecodable
     msgpack, a non-map, missing/ill-typed envelope fields, another protocol major, another session
     (when ``session`` is not None). Unknown types and extra fields pass through untouched.
+    ``signer`` (a ``Signer`` for ``key``) saves the per-message key set-up.
     """
     if len(frames) != 2:
         raise ProtocolError(f"expected 2 frames [signature, payload], got {len(frames)}")
@@ -172,7 +221,7 @@ def decode(frames: Sequence[Any], key: bytes, session: str | None) -> dict[str, 
     payload = _frame_bytes(frames[1])
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes is over the limit")
-    if len(sig) != SIGNATURE_BYTES or not hmac.compare_digest(sig, sign(payload, key)):
+    if len(sig) != SIGNATURE_BYTES or not hmac.compare_digest(sig, signer(payload) if signer else sign(payload, key)):
         raise ProtocolError("bad signature")
     try:
         msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)

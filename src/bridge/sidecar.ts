@@ -171,7 +171,8 @@ export class Sidecar {
       clearTimeout(timer);
     }
     if (!compatible(this.hello.protocol)) throw new ProtocolMismatchError(this.hello.protocol, PROTOCOL_VERSION);
-    await this.send('hello.ack', { heartbeat_interval_s: this.spec.heartbeatIntervalS });
+    // `protocol` (1.1+) tells the sidecar it may send event.metrics; an older sidecar ignores it.
+    await this.send('hello.ack', { heartbeat_interval_s: this.spec.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
     this.lastSeen = Date.now();
     this.watchdog = setInterval(() => this.checkHeartbeat(), Math.max(100, (this.spec.heartbeatIntervalS * 1000) / 2));
   }
@@ -341,6 +342,12 @@ export class Sidecar {
       }
       case 'event.metric':
         return h?.onMetric?.(msg.body);
+      case 'event.metrics': {
+        for (const r of msg.body.rejected) this.warn(r);
+        const onMetric = h?.onMetric;
+        if (onMetric) for (const m of msg.body.items) onMetric(m);
+        return;
+      }
       case 'event.log':
         return h?.onLog?.(msg.body);
       case 'event.state':

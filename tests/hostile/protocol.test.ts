@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import * as zmq from 'zeromq';
-import { decode, encode, MAX_MESSAGE_BYTES, ProtocolError, sign } from '../../src/bridge/protocol.js';
+import { checkMetric, decode, encode, MAX_MESSAGE_BYTES, MetricBody, ProtocolError, sign } from '../../src/bridge/protocol.js';
 import { Sidecar } from '../../src/bridge/sidecar.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
 import { tmp } from '../helpers/cli.js';
@@ -124,7 +124,7 @@ describe('decode() on hostile frames (property)', () => {
       }),
       { numRuns: 400 },
     );
-    const anyType = fc.oneof(fc.constantFrom('hello', 'event.state', 'event.metric', 'event.log', 'event.checkpoint', 'heartbeat', 'pong', 'stage.result', 'stage.request', '__proto__', 'constructor', 'toString'), fc.string());
+    const anyType = fc.oneof(fc.constantFrom('hello', 'event.state', 'event.metric', 'event.metrics', 'event.log', 'event.checkpoint', 'heartbeat', 'pong', 'stage.result', 'stage.request', '__proto__', 'constructor', 'toString'), fc.string());
     const envelope = fc.record(
       {
         v: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(null)),
@@ -133,7 +133,7 @@ describe('decode() on hostile frames (property)', () => {
         re: fc.oneof(fc.string(), fc.constant(null), fc.integer()),
         session: fc.oneof(fc.constant(session), fc.string()),
         ts: fc.oneof(fc.double(), fc.string()),
-        body: fc.oneof(fc.anything({ maxDepth: 3 }), fc.dictionary(fc.constantFrom('stage', 'step', 'values', 'status', 'summary', 'error', 'protocol', 'pid', 'level', 'message', 'path', '__proto__'), fc.anything({ maxDepth: 2 }))),
+        body: fc.oneof(fc.anything({ maxDepth: 3 }), fc.dictionary(fc.constantFrom('stage', 'step', 'values', 'status', 'summary', 'error', 'protocol', 'pid', 'level', 'message', 'path', 'items', '__proto__'), fc.anything({ maxDepth: 2 }))),
       },
       { requiredKeys: [] },
     );
@@ -179,5 +179,83 @@ describe('decode() on hostile frames (property)', () => {
     expect(() => decode(key, session, [sign(key, big), big])).toThrow(ProtocolError);
     expect(foreign + unknown).toBeGreaterThan(0);
     recordReliability({ fault: 'decode(): arbitrary frames, signed random payloads, signed random envelopes, bit flips, foreign sessions, oversized', stage: 'protocol', injected: tried + 1, survived: tried + 1, lost: 0, outcome: 'returns a typed message (unknown types as unknown) or throws ProtocolError, never anything else', test: 'tests/hostile/protocol.test.ts' });
+  });
+});
+
+describe('event.metrics (protocol 1.1): batches of metric events under one signature', () => {
+  const key = randomBytes(32);
+  const session = 'sess-2';
+  const signedEnvelope = (type: string, body: unknown) => {
+    const payload = packr.pack({ v: 1, id: 'b1', type, re: null, session, ts: 1, body });
+    return [sign(key, payload), payload];
+  };
+  const item = (step: number) => ({ stage: 'sft', step, values: { 'train/loss': 1 / step, 'train/grad_norm': null, nan: Number.NaN } });
+
+  it('decodes the items in order; a bad item is dropped with a reason and the others are kept', () => {
+    const items = [item(1), item(2), { stage: 'sft', step: 'x', values: {} }, item(4), 'junk', { stage: 'sft', step: 6, values: { a: 'str' } }, item(7)];
+    const msg = decode(key, session, signedEnvelope('event.metrics', { items }));
+    expect(msg.type).toBe('event.metrics');
+    if (msg.type !== 'event.metrics') return;
+    expect(msg.body.items.map((m) => m.step)).toEqual([1, 2, 4, 7]);
+    expect(msg.body.items[0]!.values.nan).toBeNaN();
+    expect(msg.body.items[0]!.values['train/grad_norm']).toBeNull();
+    expect(msg.body.rejected).toEqual([
+      'dropped event.metrics item 2 of 7: step: expected an integer',
+      'dropped event.metrics item 4 of 7: not a map',
+      'dropped event.metrics item 5 of 7: values.a: expected a number',
+    ]);
+  });
+
+  it('refuses a batch whose items are not a list, and a tampered batch as a whole', () => {
+    expect(() => decode(key, session, signedEnvelope('event.metrics', { items: { 0: item(1) } }))).toThrow(/bad event\.metrics body: items: expected an array/);
+    const [sig, payload] = signedEnvelope('event.metrics', { items: [item(1), item(2), item(3)] }) as [Buffer, Buffer];
+    const tampered = Buffer.from(payload);
+    tampered[tampered.length - 3]! ^= 0x01; // inside the last item's values
+    expect(() => decode(key, session, [sig, tampered])).toThrow(/bad signature/);
+    expect(() => decode(randomBytes(32), session, [sig, payload])).toThrow(/bad signature/);
+  });
+
+  it('single event.metric is still accepted (older sidecars, or a lone event)', () => {
+    const msg = decode(key, session, signedEnvelope('event.metric', { ...item(3), extra: 1 }));
+    expect(msg).toMatchObject({ type: 'event.metric', body: { stage: 'sft', step: 3 } });
+    expect(Object.keys(msg.body)).toEqual(['stage', 'step', 'values']); // extra fields dropped, as zod did
+    expect(() => decode(key, session, signedEnvelope('event.metric', { stage: 'sft', step: 1.5, values: {} }))).toThrow(/bad event\.metric body: step/);
+  });
+
+  it('checkMetric accepts and rejects exactly what the MetricBody schema does (property)', () => {
+    const value = fc.oneof(fc.double(), fc.integer(), fc.constant(null), fc.string(), fc.boolean(), fc.constant(undefined), fc.array(fc.integer(), { maxLength: 2 }));
+    const near = fc.record(
+      {
+        stage: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
+        step: fc.oneof(fc.integer(), fc.double(), fc.constant(2 ** 53), fc.constant(-(2 ** 53)), fc.string(), fc.constant(null)),
+        values: fc.oneof(fc.dictionary(fc.string(), value, { maxKeys: 4 }), fc.array(fc.double(), { maxLength: 2 }), fc.constant(null), fc.string()),
+        extra: fc.anything({ maxDepth: 1 }),
+      },
+      { requiredKeys: [] },
+    );
+    const valid = fc.record({ stage: fc.string(), step: fc.integer(), values: fc.dictionary(fc.string(), fc.oneof(fc.double(), fc.integer(), fc.constant(null)), { maxKeys: 4 }) });
+    let accepted = 0;
+    fc.assert(
+      fc.property(fc.oneof(valid, near, fc.anything({ maxDepth: 2 })), (body) => {
+        // What the wire can carry: msgpack round trip (undefined becomes nil, as on the wire).
+        let wire: unknown;
+        try {
+          wire = packr.unpack(packr.pack(body));
+        } catch {
+          return;
+        }
+        const z = MetricBody.safeParse(wire);
+        const h = checkMetric(wire);
+        expect(typeof h !== 'string', `${JSON.stringify(wire)}: zod ${z.success}, hand ${String(h)}`).toBe(z.success);
+        if (z.success && typeof h !== 'string') {
+          accepted += 1;
+          expect(h.stage).toBe(z.data.stage);
+          expect(h.step).toBe(z.data.step);
+          expect(Object.keys(h.values)).toEqual(Object.keys(z.data.values));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(50);
   });
 });

@@ -1,5 +1,7 @@
 // The bridge on its own: start a fake sidecar, round-trip pings, stream a burst of metrics in
-// order, shut down cleanly.
+// order, shut down cleanly. At step_time_s 0 the sidecar coalesces waiting metric events into
+// event.metrics envelopes (protocol 1.1): order across batch boundaries and around checkpoints
+// must survive that.
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +9,7 @@ import { Sidecar } from '../../src/bridge/sidecar.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
 import { tmp } from '../helpers/cli.js';
 
-const spec = (script: unknown) => ({
+const spec = (script: unknown, warnings: string[] = []) => ({
   python: DEFAULT_VENV_PYTHON,
   module: 'posttrain_sidecar.fake',
   cwd: tmp(),
@@ -15,12 +17,13 @@ const spec = (script: unknown) => ({
   startTimeoutS: 20,
   heartbeatIntervalS: 0.5,
   heartbeatTimeoutS: 10,
+  onBridgeWarning: (m: string) => warnings.push(m),
 });
 
 describe('Sidecar bridge', () => {
   it('pings, streams 2,000 metrics in order, and shuts down with exit 0', async () => {
     const s = await Sidecar.start(spec({ stages: { '*': { steps: 2000, step_time_s: 0, save_every: 0 } } }));
-    expect(s.hello).toMatchObject({ protocol: '1.0', fake: true });
+    expect(s.hello).toMatchObject({ protocol: '1.1', fake: true });
     // Reachable by this user only: an ipc socket inside a 0700 folder (or loopback tcp).
     if (s.endpoint.startsWith('ipc://')) expect(statSync(dirname(s.endpoint.slice('ipc://'.length))).mode & 0o777).toBe(0o700);
     else expect(s.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:/);
@@ -34,5 +37,38 @@ describe('Sidecar bridge', () => {
     expect(seen).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1));
     await s.shutdown();
     expect(s.alive).toBe(false);
+  });
+
+  it('batched metrics keep their order across batches, around checkpoints, and all arrive before the result', async () => {
+    const warnings: string[] = [];
+    const steps = 3000;
+    const s = await Sidecar.start(spec({ stages: { '*': { steps, step_time_s: 0, save_every: 250, metrics_per_step: 2 } } }, warnings));
+    try {
+      const seq: string[] = [];
+      let metrics = 0;
+      const result = await s.runStage(
+        { stage: 'sft', config: { model: { id: 'x' } }, stage_dir: tmp(), data: {}, init_adapter: null, resume_from: null },
+        {
+          onMetric: (m) => {
+            metrics += 1;
+            seq.push(`m${m.step}${m.values['train/substep'] === undefined ? '' : 's'}`);
+          },
+          onCheckpoint: (c) => seq.push(`c${c.step}`),
+        },
+      );
+      const atResult = metrics;
+      expect(result.status).toBe('ok');
+      expect(atResult).toBe(steps * 2);
+      const expected: string[] = [];
+      for (let i = 1; i <= steps; i++) {
+        expected.push(`m${i}`, `m${i}s`);
+        if (i % 250 === 0) expected.push(`c${i}`);
+      }
+      expect(seq).toEqual(expected);
+      expect(warnings).toEqual([]);
+      expect(await s.ping()).toBeGreaterThan(0);
+    } finally {
+      await s.shutdown();
+    }
   });
 });

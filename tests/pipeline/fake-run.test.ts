@@ -30,7 +30,7 @@ describe('a full run against the fake sidecar', () => {
     expect(run.status).toBe('ok');
     expect(run.preset).toBe('smoke');
     expect(run.fake_sidecar).toBe(true);
-    expect(run.versions).toMatchObject({ posttrain: expect.any(String), protocol: '1.0', python: expect.any(String) });
+    expect(run.versions).toMatchObject({ posttrain: expect.any(String), protocol: '1.1', python: expect.any(String) });
     expect(Object.keys(run.data).sort()).toEqual(['dpo', 'grpo', 'rlhf.preferences', 'rlhf.prompts', 'sft']);
     expect(run.data.sft).toMatchObject({ rows: 96, format: 'prompt_response', skipped: 0 });
     expect(run.data.sft.sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -194,7 +194,7 @@ describe('failures are typed, recorded and recoverable', () => {
   it('a protocol major mismatch is refused', async () => {
     const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd: tmp(), env: fakeEnv({ ...QUICK, protocol: '2.0' }) });
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/The sidecar speaks protocol 2.0; this controller speaks 1.0/);
+    expect(r.err).toMatch(/The sidecar speaks protocol 2.0; this controller speaks 1.1/);
   });
 
   it('a missing Python is a clear error', async () => {

@@ -25,7 +25,7 @@ def test_hello_is_fast_and_complete(controller):
     assert elapsed < 2.0, f"hello took {elapsed:.2f} s"
     body = hello["body"]
     assert hello["v"] == 1 and hello["session"] == controller.session and hello["re"] is None
-    assert body["protocol"] == "1.0"
+    assert body["protocol"] == "1.1"
     assert body["pid"] == proc.pid
     assert body["fake"] is True
     assert body["capabilities"] == ["sft", "dpo", "grpo", "rlhf"]

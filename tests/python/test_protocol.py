@@ -41,7 +41,7 @@ def envelope(**over):
 
 def test_constants():
     assert PROTOCOL_MAJOR == 1
-    assert PROTOCOL_VERSION == "1.0"
+    assert PROTOCOL_VERSION == "1.1"
     assert MAX_MESSAGE_BYTES == 64 * 1024 * 1024
 
 
