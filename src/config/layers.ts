@@ -13,6 +13,8 @@ export interface Layer {
   source: string;
   /** Relative paths set by this layer resolve against this folder. */
   baseDir: string;
+  /** A preset's `setup:` line: the command that makes the local files it needs (its model folder). */
+  setup?: string;
   data: Plain;
 }
 

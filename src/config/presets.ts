@@ -1,5 +1,6 @@
-// Presets are YAML files in data/presets/: `description:` (one line) and `config:` (a partial
-// config). Adding a preset is adding a file; nothing else changes.
+// Presets are YAML files in data/presets/: `description:` (one line), `config:` (a partial
+// config) and, for a preset whose model folder is made locally, `setup:` (the command that makes
+// it, shown when that folder is missing). Adding a preset is adding a file; nothing else changes.
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -10,6 +11,8 @@ import { didYouMean } from './suggest.js';
 export interface PresetInfo {
   name: string;
   description: string;
+  /** The command that makes the local files the preset needs (e.g. `make real-model`), if any. */
+  setup?: string;
 }
 
 export function listPresets(): PresetInfo[] {
@@ -17,17 +20,18 @@ export function listPresets(): PresetInfo[] {
     .filter((f) => f.endsWith('.yaml'))
     .sort()
     .map((f) => {
-      const { description } = readPreset(basename(f, '.yaml'));
-      return { name: basename(f, '.yaml'), description };
+      const { description, setup } = readPreset(basename(f, '.yaml'));
+      return { name: basename(f, '.yaml'), description, ...(setup !== undefined && { setup }) };
     });
 }
 
-function readPreset(name: string): { description: string; config: Record<string, unknown> } {
+function readPreset(name: string): { description: string; setup: string | undefined; config: Record<string, unknown> } {
   const file = join(PRESETS_DIR, `${name}.yaml`);
   const doc = parseConfigText(readFileSync(file, 'utf8'), file);
   const description = typeof doc.description === 'string' ? doc.description : '';
+  const setup = typeof doc.setup === 'string' ? doc.setup : undefined;
   const config = isPlainObject(doc.config) ? doc.config : {};
-  return { description, config };
+  return { description, setup, config };
 }
 
 /** A preset as a config layer. Its relative paths resolve against the posttrain install. */
@@ -36,5 +40,6 @@ export function presetLayer(name: string): Layer {
   if (!names.includes(name)) {
     throw new UsageError(`Unknown preset "${name}".${didYouMean(name, names)}`, `Available presets: ${names.join(', ')} (see \`posttrain presets\`).`);
   }
-  return { source: `preset ${name}`, baseDir: PACKAGE_ROOT, data: readPreset(name).config };
+  const { config, setup } = readPreset(name);
+  return { source: `preset ${name}`, baseDir: PACKAGE_ROOT, data: config, ...(setup !== undefined && { setup }) };
 }

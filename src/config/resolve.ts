@@ -52,7 +52,9 @@ export function resolveLayers(layers: readonly Layer[], cwd: string): Config {
   const config = absolutisePaths(parsed.data, origin, cwd);
   const issues = checkRules(config);
   for (const i of issues) i.source ??= originOf(origin, i.path)?.source;
-  if (issues.length > 0) throw new ConfigError(issues);
+  // A preset whose model folder is made locally (`setup:`) says how to make it.
+  const setup = issues.some((i) => i.path === 'model.id') ? originOf(origin, 'model.id')?.setup : undefined;
+  if (issues.length > 0) throw new ConfigError(issues, setup ? `This preset's model folder is made by \`${setup}\` (it downloads once, then works offline); run it, then rerun.` : undefined);
   return config;
 }
 

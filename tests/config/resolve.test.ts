@@ -27,7 +27,8 @@ describe('presets', () => {
   });
 
   it('every preset resolves cleanly', () => {
-    for (const { name } of listPresets()) expect(() => resolveConfig({ preset: name })).not.toThrow();
+    // A preset with `setup:` (cpu-real) needs a model folder made by that command: see presets-real.test.ts.
+    for (const { name } of listPresets().filter((p) => p.setup === undefined)) expect(() => resolveConfig({ preset: name })).not.toThrow();
   });
 
   it('smoke is CPU + LoRA with data paths inside the install', () => {
