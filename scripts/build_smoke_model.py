@@ -6,9 +6,13 @@ pad/eos tokens and a chat template. No network: nothing is downloaded. The outpu
 tests/python/test_smoke_model.py checks this script reproduces it byte for byte.
 
 Run: .venv/bin/python scripts/build_smoke_model.py [out_dir]
+     [--hidden 64 --layers 2 --heads 4 --intermediate 2*hidden]
+
+The size options build larger tiny models with the same tokenizer for benchmarks (e.g.
+`--hidden 256 --layers 4 bench/models/tiny-256`); the defaults give the committed smoke model.
 """
+import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +39,7 @@ def corpus():
     yield "The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18"
 
 
-def build(out: Path) -> None:
+def build(out: Path, hidden: int = 64, layers: int = 2, heads: int = 4, intermediate: int | None = None) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -65,11 +69,11 @@ def build(out: Path) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=hidden,
+        intermediate_size=intermediate or 2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         pad_token_id=fast.pad_token_id,
@@ -84,4 +88,11 @@ def build(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)
+    ap = argparse.ArgumentParser(description="Build the offline smoke model (or a larger one of the same family).")
+    ap.add_argument("out", nargs="?", default=str(OUT))
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--intermediate", type=int, default=None, help="MLP width (default: 2 x hidden)")
+    a = ap.parse_args()
+    build(Path(a.out), hidden=a.hidden, layers=a.layers, heads=a.heads, intermediate=a.intermediate)

@@ -11,7 +11,7 @@ def test_real_sidecar_hello_and_in_band_errors(controller, tmp_path):
     hello = controller.expect("hello", timeout=10)
     assert hello["_t"] - proc.started < 5.0
     body = hello["body"]
-    assert body["protocol"] == "1.0" and body["fake"] is False and body["pid"] == proc.pid
+    assert body["protocol"] == "1.1" and body["fake"] is False and body["pid"] == proc.pid
     assert body["capabilities"] == sorted(real.STAGE_HANDLERS)
     assert "torch" in body["versions"] and "trl" in body["versions"]
     controller.send("hello.ack", {"heartbeat_interval_s": 0.2})
