@@ -69,8 +69,8 @@ describe('config, presets, schema', () => {
   it('presets lists one line each, or JSON', async () => {
     const r = await cli(['presets']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^gpu\s+\S.*\nsmoke\s+\S.*\n$/);
-    expect(JSON.parse((await cli(['presets', '--json'])).out).map((p: { name: string }) => p.name)).toEqual(['gpu', 'smoke']);
+    expect(r.out).toMatch(/^cpu-real\s+\S.*\ngpu\s+\S.*\nsmoke\s+\S.*\n$/);
+    expect(JSON.parse((await cli(['presets', '--json'])).out).map((p: { name: string }) => p.name)).toEqual(['cpu-real', 'gpu', 'smoke']);
   });
 
   it('schema prints or writes the JSON Schema', async () => {
