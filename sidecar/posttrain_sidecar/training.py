@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .checkpoints import atomic_write_json, latest_complete, write_complete_marker
 from .connection import Connection, StageError
+from .distributed import is_main_process
 from .modeling import Runtime
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +184,11 @@ class StreamCallback:
 
             def on_step_end(self, args, state, control, **kw):
                 self.last_step = int(state.global_step)
+                # Several ranks (distributed.py): agree on the cancel flag here, on every rank at
+                # every step, so all stop at the same step; on_log then reads the agreed flag.
+                sync = getattr(self.conn, "sync_cancel", None)
+                if sync is not None:
+                    sync()
                 if self.conn.cancel_requested.is_set() and state.global_step % self.boundary == 0:
                     self.cancelled = True
                     control.should_save = True
@@ -191,11 +197,18 @@ class StreamCallback:
 
             def on_save(self, args, state, control, **kw):
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if ckpt.is_dir():
+                # Several ranks: each writes its own RNG state into the checkpoint; wait for all of
+                # them before rank 0 marks it complete. Only rank 0 marks and reports.
+                barrier = getattr(self.conn, "barrier", None)
+                if barrier is not None:
+                    barrier()
+                if ckpt.is_dir() and getattr(self.conn, "is_main_process", True):
                     # Written last: a checkpoint without it was interrupted mid-save and is ignored.
                     # `step` is the stage-wide step (phase offset included): the controller resumes
                     # from the complete checkpoint with the highest one and truncates metrics there.
-                    info = {"step": self.step_offset + int(state.global_step), "stage": self.stage}
+                    # world_size: a resume under another number of ranks is refused (resume.ts).
+                    info = {"step": self.step_offset + int(state.global_step), "stage": self.stage,
+                            "world_size": int(getattr(self.conn, "world_size", 1))}
                     if self.phase:
                         info["phase"] = self.phase
                     write_complete_marker(ckpt, **info)
@@ -337,8 +350,11 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
 
 def save_adapter(model, stage_dir: str, meta: dict[str, Any]) -> str:
     """The stage's final adapter: only the trained "default" adapter (not TRL's "ref" copy), plus
-    posttrain.json saying which base, which parent adapter, and that nothing was merged."""
+    posttrain.json saying which base, which parent adapter, and that nothing was merged. Several
+    ranks: only the main process writes (every rank holds the same weights after DDP)."""
     out = Path(stage_dir) / "adapter"
+    if not is_main_process():
+        return str(out)
     tmp = Path(stage_dir) / ".adapter.tmp"
     if tmp.exists():
         import shutil
@@ -355,10 +371,18 @@ def save_adapter(model, stage_dir: str, meta: dict[str, Any]) -> str:
     return str(out)
 
 
+_SAMPLE_S = [0.0]  # seconds spent in sample() by this process (each stage's share goes to its summary)
+
+
+def sample_seconds() -> float:
+    return _SAMPLE_S[0]
+
+
 def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 32) -> list[str]:
     """Greedy completions for a few fixed prompts, so a user sees what a stage changed."""
     import torch
 
+    t0 = time.perf_counter()
     was_training = model.training
     model.eval()
     outs = []
@@ -370,10 +394,13 @@ def sample(model, tokenizer, prompts: list[str], max_new_tokens: int = 32) -> li
             outs.append(tokenizer.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
     if was_training:
         model.train()
+    _SAMPLE_S[0] += time.perf_counter() - t0
     return outs
 
 
 def write_samples(stage_dir: str, stage: str, prompts: list[str], before: list[str], after: list[str]) -> None:
+    if not is_main_process():
+        return
     lines = [json.dumps({"stage": stage, "prompt": p, "before": b, "after": a}) for p, b, a in zip(prompts, before, after)]
     (Path(stage_dir) / "samples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConfigIssue } from '../errors.js';
+import { BUILTIN_ACCELERATE_CONFIGS, GPU_ONLY_ACCELERATE_CONFIGS, isBuiltinAccelerateConfig } from './accelerate.js';
 import { type Config, DATA_KINDS, STAGES, type StageName } from './schema.js';
 import { didYouMean } from './suggest.js';
 
@@ -71,8 +72,13 @@ const rules: Rule[] = [
     if (c.runtime.launcher === 'local' && c.runtime.num_processes > 1) {
       out.push(issue('runtime.num_processes', `launcher "local" runs one process; for ${c.runtime.num_processes} set runtime.launcher to "accelerate" or "torchrun".`));
     }
-    if (c.runtime.accelerate_config !== null && c.runtime.launcher !== 'accelerate') {
+    const ac = c.runtime.accelerate_config;
+    if (ac !== null && c.runtime.launcher !== 'accelerate') {
       out.push(issue('runtime.accelerate_config', 'is only used with runtime.launcher "accelerate".'));
+    } else if (ac !== null && !isBuiltinAccelerateConfig(ac) && !existsSync(ac)) {
+      out.push(issue('runtime.accelerate_config', `"${ac}" is neither a built-in (${BUILTIN_ACCELERATE_CONFIGS.join(', ')}) nor an existing file.`));
+    } else if (ac !== null && GPU_ONLY_ACCELERATE_CONFIGS.includes(ac) && c.runtime.device === 'cpu') {
+      out.push(issue('runtime.accelerate_config', `"${ac}" shards across GPUs; runtime.device is "cpu". Use "ddp" (or leave it unset) on CPU.`));
     }
     if (c.runtime.heartbeat_timeout_s <= c.runtime.heartbeat_interval_s * 2) {
       out.push(issue('runtime.heartbeat_timeout_s', `must be more than twice heartbeat_interval_s (${c.runtime.heartbeat_interval_s}) or a busy sidecar is declared hung.`));

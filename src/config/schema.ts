@@ -22,8 +22,11 @@ export const RuntimeSchema = z.strictObject({
     .min(1)
     .default([...STAGES])
     .describe('Stages to run, in pipeline order (sft → dpo → grpo → rlhf).'),
-  launcher: z.enum(['local', 'accelerate', 'torchrun']).default('local'),
-  num_processes: z.int().min(1).default(1),
+  launcher: z
+    .enum(['local', 'accelerate', 'torchrun'])
+    .default('local')
+    .describe('local: one sidecar process. accelerate / torchrun: num_processes ranks under that launcher; rank 0 talks to the controller.'),
+  num_processes: z.int().min(1).default(1).describe('Ranks (one per GPU; the world size across all machines). batch_size is per rank.'),
   accelerate_config: z
     .string()
     .min(1)
@@ -151,7 +154,7 @@ const generationFields = (beta: number) => ({
   steps_per_generation: z.int().min(1).nullable().default(null).describe('null = grad_accum (TRL default).'),
   num_iterations: z.int().min(1).default(1),
   scale_rewards: z.enum(['group', 'batch', 'none']).default('group'),
-  use_vllm: z.boolean().default(false),
+  use_vllm: z.boolean().default(false).describe('Generate with vLLM (colocate mode) on CUDA machines that have vllm installed; an error on CPU.'),
 });
 
 export const SftStageSchema = z.strictObject({

@@ -13,6 +13,7 @@ import {
   type RunRecord,
   type RunStatus,
   runDir as runDirOf,
+  stageDir as stageDirOf,
   updateRun,
 } from '../artifacts/index.js';
 import { Sidecar } from '../bridge/sidecar.js';
@@ -27,7 +28,7 @@ import { plainProgress, type Progress } from '../ui/progress.js';
 import type { Interrupt } from './interrupt.js';
 import { logAppender } from './log.js';
 import { checkStageData } from './preflight.js';
-import { checkResumeSafety } from './resume.js';
+import { checkResumeSafety, checkResumeWorldSize } from './resume.js';
 import { sidecarPreflight } from './sidecar-preflight.js';
 import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
@@ -138,6 +139,8 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
   try {
     // We hold the lock, so a run still marked running was left by a process that died.
     let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    // Before run.json takes the new config: a refused resume must leave the run as it was.
+    if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), cmd.override?.config ?? record.config, cmd.stage);
     if (cmd.override) {
       if (cmd.resume) checkResumeSafety(record.config, cmd.override.config, cmd.stage);
       record = updateRun(dir, (r) => {

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { SidecarStartError } from '../bridge/errors.js';
+import { accelerateConfigFile } from '../config/accelerate.js';
 import type { SidecarSpec } from '../bridge/sidecar.js';
 import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../paths.js';
 
@@ -16,6 +17,21 @@ export const sidecarModule = (env: NodeJS.ProcessEnv): string => env.POSTTRAIN_S
  * (`posttrain doctor` checks the same one). */
 export const sidecarPython = (configured: string | null | undefined, env: NodeJS.ProcessEnv): string =>
   configured ?? (env.POSTTRAIN_PYTHON || undefined) ?? DEFAULT_VENV_PYTHON;
+
+/**
+ * runtime.launcher accelerate/torchrun: the spawned `python -m posttrain_sidecar` reads these and
+ * replaces itself (same pid) with the launcher, which starts num_processes ranks; rank 0 speaks
+ * the protocol (sidecar/posttrain_sidecar/distributed.py). Killing the spawned pid kills the ranks.
+ */
+export function launcherEnv(config: Config): Record<string, string> {
+  const { launcher, num_processes: n, accelerate_config: ac } = config.runtime;
+  if (launcher === 'local') return {};
+  return {
+    POSTTRAIN_LAUNCHER: launcher,
+    POSTTRAIN_NUM_PROCESSES: String(n),
+    ...(launcher === 'accelerate' ? { POSTTRAIN_ACCELERATE_CONFIG: accelerateConfigFile(ac) } : {}),
+  };
+}
 
 export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string): Omit<SidecarSpec, 'onStderrLine' | 'onBridgeWarning'> {
   const python = sidecarPython(config.runtime.python, env);
@@ -36,6 +52,7 @@ export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string)
       ...(config.runtime.threads ? { OMP_NUM_THREADS: String(config.runtime.threads) } : {}),
       // The fake sidecar's script travels with the caller's environment (in-process tests pass io.env).
       ...(env.POSTTRAIN_FAKE_SCRIPT ? { POSTTRAIN_FAKE_SCRIPT: env.POSTTRAIN_FAKE_SCRIPT } : {}),
+      ...launcherEnv(config),
     },
     startTimeoutS: config.runtime.start_timeout_s,
     heartbeatIntervalS: config.runtime.heartbeat_interval_s,

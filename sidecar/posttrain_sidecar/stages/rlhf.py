@@ -37,6 +37,7 @@ from typing import Any
 
 from ..checkpoints import COMPLETE_MARKER, atomic_write_json, checkpoint_step, latest_complete
 from ..connection import Connection, StageError
+from ..distributed import barrier, is_main_process
 from ..modeling import Runtime, load_policy, load_reward_model, load_tokenizer, resolve_runtime
 from ..training import (
     StreamCallback,
@@ -215,7 +216,8 @@ def train_reward_model(request: dict, conn: Connection, runtime: Runtime, checkp
         "train_pairs": len(train_ds),
         **scores,
     }
-    rm_path = save_reward_model(model, tokenizer, stage_dir, meta)
+    rm_path = save_reward_model(model, tokenizer, stage_dir, meta) if is_main_process() else str(Path(stage_dir) / RM_DIR)
+    barrier(conn)  # several ranks: the policy phase of every rank reads the reward model rank 0 saved
     return "ok", {**summary, **scores, "global_step": n_rm, "path": rm_path}
 
 
@@ -406,10 +408,12 @@ def run(request: dict, conn: Connection):
     else:
         # A new reward model invalidates whatever came after the old one; a fresh start also
         # drops stale reward-model checkpoints, so a later resume never mixes two runs.
-        _remove(_ckpt_root(stage_dir, POLICY_PHASE))
-        _remove(Path(stage_dir) / RM_DIR)
-        if checkpoint is None:
-            _remove(_ckpt_root(stage_dir, RM_PHASE))
+        if is_main_process():
+            _remove(_ckpt_root(stage_dir, POLICY_PHASE))
+            _remove(Path(stage_dir) / RM_DIR)
+            if checkpoint is None:
+                _remove(_ckpt_root(stage_dir, RM_PHASE))
+        barrier(conn)  # several ranks: none writes a checkpoint into a folder rank 0 is removing
         status, rm_summary = train_reward_model(request, conn, runtime, checkpoint if phase == RM_PHASE else None)
         if status == "cancelled":
             last = latest_complete(_ckpt_root(stage_dir, RM_PHASE))
