@@ -5,7 +5,10 @@ RLHF (RewardTrainer on the preference pairs, then GRPO against that reward model
 continuing the previous stage's LoRA adapter, with the smoke preset's hyper-parameters (resolved
 with `node bin/posttrain.js config --preset smoke`): LoRA r 8 / alpha 16 / dropout 0 on all
 linear layers, the same batch sizes, max_steps, lengths, learning rates, seed 42, one torch
-thread, a checkpoint every save_steps (keep 2) and the final adapter of every stage saved.
+thread, float32 compute without gradient checkpointing (as posttrain trains on CPU; TRL's configs
+default to bf16 autocast and checkpointing), GRPO's per-epoch prompt order drawn as posttrain draws
+it, a checkpoint every save_steps (keep 2) and the final adapter of every stage saved. So both
+sides train the same steps on the same data (SFT, DPO and GRPO log identical losses at every step).
 It does NOT import posttrain_sidecar (that is the point); the two reward functions are written
 here the way a user would.
 
@@ -157,6 +160,11 @@ def main() -> None:
             logging_steps=1, logging_first_step=True, save_strategy="steps", save_steps=hp["save_steps"],
             save_total_limit=2, seed=SEED, data_seed=SEED, report_to="none", disable_tqdm=True,
             use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
+            # TRL 1.13's configs default to bf16=True (on CPU: autocast to bfloat16, though the preset's
+            # model.dtype is float32) and gradient_checkpointing=True (the forward recomputed in the
+            # backward). posttrain sets both off on CPU; left at TRL's defaults this script did other
+            # work (every forward recomputed; bf16 numbers, so GRPO generated other completions).
+            bf16=False, gradient_checkpointing=False,
         )
 
     def keep_last_tokens(ds, n):
@@ -211,6 +219,19 @@ def main() -> None:
         model.save_pretrained(adapter, selected_adapters=["default"])  # not TRL's frozen "ref" copy
         return info
 
+    def epoch_seeded(trainer_cls):
+        # Each epoch's prompt order from (seed, epoch) alone, as posttrain orders it so that a resumed
+        # run sees the same prompts (TRL's RepeatSampler draws every epoch from one generator seeded
+        # once; epoch 0 is the same either way). Without it the two sides train on other prompts from
+        # the second epoch on (step 13 here), generate other lengths, and samples/s compares other work.
+        class EpochSeeded(trainer_cls):
+            def _get_train_sampler(self, dataset=None):
+                sampler = super()._get_train_sampler(dataset)
+                if getattr(sampler, "shuffle", False) and getattr(sampler, "seed", None) is not None:
+                    sampler.set_epoch = lambda epoch: sampler.generator.manual_seed(int(sampler.seed) + int(epoch))
+                return sampler
+        return EpochSeeded
+
     def grpo_config(hp, outdir, weights):
         return GRPOConfig(
             **args(hp, outdir), num_generations=hp["num_generations"], max_completion_length=hp["max_completion_length"],
@@ -223,7 +244,7 @@ def main() -> None:
         hp = HP["grpo"]
         model = policy(adapter)
         ds = keep_last_tokens(rows("grpo.jsonl"), hp["max_prompt_length"])
-        trainer = GRPOTrainer(model=model, reward_funcs=[format_reward, exact_answer_reward], args=grpo_config(hp, out / "grpo", [1.0, 1.0]),
+        trainer = epoch_seeded(GRPOTrainer)(model=model, reward_funcs=[format_reward, exact_answer_reward], args=grpo_config(hp, out / "grpo", [1.0, 1.0]),
                               train_dataset=ds, processing_class=tok)
         info = train(trainer)
         adapter = str(out / "grpo" / "adapter")
@@ -261,7 +282,7 @@ def main() -> None:
         rm_tok = tok
         model = policy(adapter)
         ds = keep_last_tokens(rows("prompts.jsonl"), hp["max_prompt_length"])
-        trainer = GRPOTrainer(model=model, reward_funcs=[rm], args=grpo_config(hp, out / "rlhf" / "policy_ckpt", [1.0]),
+        trainer = epoch_seeded(GRPOTrainer)(model=model, reward_funcs=[rm], args=grpo_config(hp, out / "rlhf" / "policy_ckpt", [1.0]),
                               train_dataset=ds, processing_class=tok, reward_processing_classes=[rm_tok])
         info = train(trainer)
         adapter = str(out / "rlhf" / "adapter")
