@@ -21,23 +21,12 @@ if [ "$have" -lt "$n" ]; then
   echo "multi-gpu check: $n GPUs asked for, nvidia-smi lists $have. Run it on a machine with at least $n GPUs." >&2
   exit 2
 fi
-nvidia-smi -L
-scripts/setup.sh
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
-args=(run --preset gpu --set "runtime.runs_dir=$runs" --progress plain
-  --set runtime.launcher=accelerate --set "runtime.num_processes=$n" --set "runtime.accelerate_config=${3:-ddp}"
-  --set stages.sft.max_steps=30 --set stages.sft.save_steps=30
-  --set stages.dpo.max_steps=20 --set stages.dpo.save_steps=20
-  --set stages.grpo.max_steps=10 --set stages.grpo.save_steps=10
-  --set stages.rlhf.reward_model.max_steps=20 --set stages.rlhf.reward_model.save_steps=20
-  --set stages.rlhf.policy.max_steps=5 --set stages.rlhf.policy.save_steps=5)
-if [ -n "${2:-}" ]; then args+=(--set "model.id=$2"); fi
-start=$(date +%s)
+# The same bounded run and report as the single-GPU bench, under the launcher.
 rc=0
-timeout --signal=INT --kill-after=30 "${GPU_CHECK_TIMEOUT_S:-540}" node bin/posttrain.js "${args[@]}" || rc=$?
-wall=$(( $(date +%s) - start ))
-.venv/bin/python bench/gpu/report.py "$runs" "$wall" || true
+GPU_CHECK_RUNS_DIR="$runs" bench/gpu/run.sh "${2:-}" -- --set runtime.launcher=accelerate \
+  --set "runtime.num_processes=$n" --set "runtime.accelerate_config=${3:-ddp}" || rc=$?
 # Every finished stage must say it ran on n ranks, with one RNG file per rank in its checkpoints.
 .venv/bin/python - "$runs" "$n" <<'PY' || rc=1
 import glob, json, os, sys

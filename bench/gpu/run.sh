@@ -4,8 +4,10 @@
 # generation speed per stage, a comparison line with LLaMA-Factory's published QLoRA figure, and
 # bench/results/gpu.json. Unattended: the run is killed after 9 minutes (GPU_CHECK_TIMEOUT_S).
 #
-#   bench/gpu/run.sh [MODEL]   MODEL: hub id or local folder (default: the gpu preset's model; a
-#                              machine without network needs a local folder or a warm HF cache)
+#   bench/gpu/run.sh [MODEL] [-- EXTRA POSTTRAIN ARGS]
+#        MODEL: hub id or local folder (default: the gpu preset's model; a machine without network
+#        needs a local folder or a warm HF cache). Extra args go to `posttrain run` (multi.sh passes
+#        the launcher settings). GPU_CHECK_RUNS_DIR keeps the run folder there instead of a temp dir.
 # scripts/gpu-check.sh is the same script. Needs an NVIDIA GPU; refuses (exit 2) without one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -16,15 +18,23 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 fi
 nvidia-smi -L
 scripts/setup.sh   # on a GPU machine: the CUDA torch build and the gpu extra (bitsandbytes)
-runs=$(mktemp -d)
-trap 'rm -rf "$runs"' EXIT
+model="${1:-}"
+[ "$model" = "--" ] && model=""
+extra=()
+for ((i = 1; i <= $#; i++)); do
+  if [ "${!i}" = "--" ]; then extra=("${@:i+1}"); break; fi
+done
+if [ -n "${GPU_CHECK_RUNS_DIR:-}" ]; then runs="$GPU_CHECK_RUNS_DIR"; mkdir -p "$runs"
+else runs=$(mktemp -d); trap 'rm -rf "$runs"' EXIT
+fi
 args=(run --preset gpu --set "runtime.runs_dir=$runs" --progress plain
   --set stages.sft.max_steps=30 --set stages.sft.save_steps=30
   --set stages.dpo.max_steps=20 --set stages.dpo.save_steps=20
   --set stages.grpo.max_steps=10 --set stages.grpo.save_steps=10
   --set stages.rlhf.reward_model.max_steps=20 --set stages.rlhf.reward_model.save_steps=20
   --set stages.rlhf.policy.max_steps=5 --set stages.rlhf.policy.save_steps=5)
-if [ -n "${1:-}" ]; then args+=(--set "model.id=$1"); fi
+if [ -n "$model" ]; then args+=(--set "model.id=$model"); fi
+args+=("${extra[@]}")
 start=$(date +%s)
 rc=0
 timeout --signal=INT --kill-after=30 "${GPU_CHECK_TIMEOUT_S:-540}" node bin/posttrain.js "${args[@]}" || rc=$?
