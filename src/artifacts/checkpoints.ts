@@ -18,15 +18,18 @@ export interface CheckpointInfo {
   complete: boolean;
   /** The phase sub-folder, for multi-phase stages. */
   phase: string | null;
+  /** Processes that wrote it: the marker's `world_size`; markers from before distributed runs
+   * carry none and were written by one process. */
+  worldSize: number;
 }
 
 const CHECKPOINT_DIR = /^checkpoint-(\d+)$/;
 
 /** The parsed marker, or null when it is missing or unreadable (an incomplete checkpoint). */
-function readMarker(dir: string): { step?: unknown } | null {
+function readMarker(dir: string): { step?: unknown; world_size?: unknown } | null {
   try {
     const m = JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT_MARKER), 'utf8')) as unknown;
-    return typeof m === 'object' && m !== null ? (m as { step?: unknown }) : {};
+    return typeof m === 'object' && m !== null ? (m as { step?: unknown; world_size?: unknown }) : {};
   } catch {
     return null;
   }
@@ -58,7 +61,9 @@ function scan(root: string, phase: string | null, out: CheckpointInfo[]): void {
     if (!Number.isSafeInteger(own) || !isDir(dir)) continue;
     const marker = readMarker(dir);
     const step = marker !== null && Number.isSafeInteger(marker.step) ? (marker.step as number) : own;
-    out.push({ step, path: dir, complete: marker !== null, phase });
+    const ws = marker?.world_size;
+    const worldSize = Number.isSafeInteger(ws) && (ws as number) > 0 ? (ws as number) : 1;
+    out.push({ step, path: dir, complete: marker !== null, phase, worldSize });
   }
 }
 

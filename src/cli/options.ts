@@ -2,7 +2,8 @@
 import { type Command, Option } from 'commander';
 import type { ResolveOptions } from '../config/resolve.js';
 import { HEALTH_RULES } from '../config/schema.js';
-import { stopOnOverride } from '../pipeline/health.js';
+import { didYouMean } from '../config/suggest.js';
+import { UsageError } from '../errors.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -16,6 +17,32 @@ export function addConfigOptions(cmd: Command): Command {
 /** `--stop-on` for the commands that train: makes health alerts fatal (monitor.stop_on). */
 export function addMonitorOptions(cmd: Command): Command {
   return cmd.option('--stop-on <rules>', `health alerts that stop the stage (checkpoint kept, exit 1): comma list of ${HEALTH_RULES.join(', ')}, or all`);
+}
+
+/**
+ * A comma-separated list flag (`--stages sft,dpo`, `--stop-on kl_runaway`): the names, each one
+ * checked against those the flag accepts; empty or unknown is a usage error naming the flag.
+ */
+export function namesFlag(flag: string, value: string, known: readonly string[], words: { noun: string; emptyHint: string; hint: string }): string[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError(`${flag} is empty.`, words.emptyHint);
+  for (const n of names) {
+    if (!known.includes(n)) throw new UsageError(`${flag}: unknown ${words.noun} "${n}".${didYouMean(n, known)}`, words.hint);
+  }
+  return names;
+}
+
+const RULE_LIST = `${HEALTH_RULES.join(', ')}, or all`;
+
+/** `--stop-on <rules>` as a `--set` override: the health rules (or `all`) that stop the stage when they fire. */
+export function stopOnOverride(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const names = namesFlag('--stop-on', value, [...HEALTH_RULES, 'all'], {
+    noun: 'health rule',
+    emptyHint: `Pass a comma-separated list of health rules: ${RULE_LIST}.`,
+    hint: `Rules: ${RULE_LIST}.`,
+  });
+  return [`monitor.stop_on=${JSON.stringify([...new Set(names)])}`];
 }
 
 export interface ConfigFlags {

@@ -5,8 +5,7 @@
 // stage, so a condition that persists is one alert, not one per step.
 import type { Config, HealthRule, MonitorConfig, StageName } from '../config/schema.js';
 import { HEALTH_RULES } from '../config/schema.js';
-import { didYouMean } from '../config/suggest.js';
-import { RunFailedError, UsageError } from '../errors.js';
+import { RunFailedError } from '../errors.js';
 import type { HealthAlert } from '../ui/progress.js';
 
 export { HEALTH_RULES, type HealthRule };
@@ -244,21 +243,4 @@ export class HealthStopError extends RunFailedError {
     );
     this.code = `health/${rule}`;
   }
-}
-
-const RULE_LIST = `${HEALTH_RULES.join(', ')}, or all`;
-
-/**
- * `--stop-on <rules>` as `--set` overrides: a comma-separated list of rule names (or `all`) that
- * stop the stage when they fire. Unknown names are a usage error naming the flag.
- */
-export function stopOnOverride(value: string | undefined): string[] {
-  if (value === undefined) return [];
-  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (names.length === 0) throw new UsageError('--stop-on is empty.', `Pass a comma-separated list of health rules: ${RULE_LIST}.`);
-  const known: readonly string[] = [...HEALTH_RULES, 'all'];
-  for (const n of names) {
-    if (!known.includes(n)) throw new UsageError(`--stop-on: unknown health rule "${n}".${didYouMean(n, known)}`, `Rules: ${RULE_LIST}.`);
-  }
-  return [`monitor.stop_on=${JSON.stringify([...new Set(names)])}`];
 }

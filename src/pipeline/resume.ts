@@ -1,9 +1,7 @@
 // Is it safe to resume a stage's checkpoint under a changed config? Changes that alter what the
 // checkpoint means (model, adapter shape, data, optimiser/batch geometry, seed) are refused;
 // changes to how long to train, how often to log/save, and supervision are allowed.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { CHECKPOINT_MARKER, newestCompleteCheckpoint } from '../artifacts/checkpoints.js';
+import { newestCompleteCheckpoint } from '../artifacts/checkpoints.js';
 import type { Config, StageName } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { targetsForStage } from '../data/targets.js';
@@ -49,17 +47,6 @@ export function checkResumeSafety(before: Config, after: Config, stage: StageNam
   );
 }
 
-/** The number of ranks that wrote a checkpoint (its marker's world_size; markers from before
- * distributed runs carry none and were written by one process). */
-export function checkpointWorldSize(checkpointDir: string): number {
-  try {
-    const m = JSON.parse(readFileSync(join(checkpointDir, CHECKPOINT_MARKER), 'utf8')) as { world_size?: unknown };
-    return Number.isSafeInteger(m.world_size) && (m.world_size as number) > 0 ? (m.world_size as number) : 1;
-  } catch {
-    return 1;
-  }
-}
-
 /**
  * A checkpoint resumes only under the world size that wrote it. With LoRA under DDP the weights
  * themselves would load under any number of ranks, but each rank's data-sampler position and RNG
@@ -70,7 +57,7 @@ export function checkpointWorldSize(checkpointDir: string): number {
 export function checkResumeWorldSize(stageDir: string, config: Config, stage: StageName): void {
   const ckpt = newestCompleteCheckpoint(stageDir);
   if (!ckpt) return; // executeStage says there is nothing to resume
-  const written = checkpointWorldSize(ckpt.path);
+  const written = ckpt.worldSize;
   const now = config.runtime.num_processes;
   if (written === now) return;
   throw new UsageError(

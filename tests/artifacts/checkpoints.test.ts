@@ -23,12 +23,12 @@ describe('checkpoints', () => {
     for (const junk of ['checkpoint-abc', 'checkpoint-', 'checkpoint-3.5', 'checkpoint--1', 'tmp-checkpoint-7', 'runs']) checkpoint(stage, junk, '{}');
     fs.writeFileSync(path.join(stage, 'checkpoints', 'checkpoint-30'), 'a file, not a folder');
     expect(listCheckpoints(stage)).toEqual([
-      { step: 5, path: c5, complete: true, phase: null },
-      { step: 10, path: c10, complete: true, phase: null },
-      { step: 20, path: c20, complete: false, phase: null },
-      { step: 40, path: c40, complete: false, phase: null },
+      { step: 5, path: c5, complete: true, phase: null, worldSize: 1 },
+      { step: 10, path: c10, complete: true, phase: null, worldSize: 1 },
+      { step: 20, path: c20, complete: false, phase: null, worldSize: 1 },
+      { step: 40, path: c40, complete: false, phase: null, worldSize: 1 },
     ]);
-    expect(newestCompleteCheckpoint(stage)).toEqual({ step: 10, path: c10, complete: true, phase: null });
+    expect(newestCompleteCheckpoint(stage)).toEqual({ step: 10, path: c10, complete: true, phase: null, worldSize: 1 });
   });
 
   it('no checkpoints folder, or only incomplete checkpoints: nothing to resume from', () => {

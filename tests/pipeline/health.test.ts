@@ -8,7 +8,8 @@ import { newestCompleteCheckpoint, readMetrics } from '../../src/artifacts/index
 import { resolveConfig } from '../../src/config/resolve.js';
 import { type Config, ConfigSchema, type StageName } from '../../src/config/schema.js';
 import { ConfigError, EXIT, UsageError } from '../../src/errors.js';
-import { HEALTH_RULES, HealthMonitor, HealthStopError, stopOnOverride } from '../../src/pipeline/health.js';
+import { stopOnOverride } from '../../src/cli/options.js';
+import { HEALTH_RULES, HealthMonitor, HealthStopError } from '../../src/pipeline/health.js';
 import type { HealthAlert } from '../../src/ui/progress.js';
 import { cli, fakeEnv, readJson, tmp } from '../helpers/cli.js';
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/resolve.js';
 import { UsageError } from '../../src/errors.js';
-import { checkpointWorldSize, checkResumeWorldSize } from '../../src/pipeline/resume.js';
+import { newestCompleteCheckpoint } from '../../src/artifacts/checkpoints.js';
+import { checkResumeWorldSize } from '../../src/pipeline/resume.js';
 import { tmp } from '../helpers/cli.js';
 
 function stageWithCheckpoint(marker: Record<string, unknown>): string {
@@ -20,8 +21,8 @@ const config = (n: number) =>
 
 describe('resume and world size', () => {
   it('reads world_size from the marker; markers without one were written by one process', () => {
-    expect(checkpointWorldSize(join(stageWithCheckpoint({ world_size: 2 }), 'checkpoints', 'checkpoint-20'))).toBe(2);
-    expect(checkpointWorldSize(join(stageWithCheckpoint({}), 'checkpoints', 'checkpoint-20'))).toBe(1);
+    expect(newestCompleteCheckpoint(stageWithCheckpoint({ world_size: 2 }))?.worldSize).toBe(2);
+    expect(newestCompleteCheckpoint(stageWithCheckpoint({}))?.worldSize).toBe(1);
   });
 
   it('allows the same world size and refuses another, naming both numbers and the fix', () => {

@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
 import { resolveConfig } from '../../config/resolve.js';
 import { STAGES } from '../../config/schema.js';
-import { didYouMean } from '../../config/suggest.js';
-import { UsageError } from '../../errors.js';
 import { Interrupt } from '../../pipeline/interrupt.js';
 import { startRun } from '../../pipeline/run.js';
 import { addProgressOptions, type ProgressFlags, selectProgress } from '../../ui/select.js';
 import type { CliIO } from '../io.js';
-import { addConfigOptions, addMonitorOptions, type ConfigFlags, toResolveOptions } from '../options.js';
+import { addConfigOptions, addMonitorOptions, type ConfigFlags, namesFlag, toResolveOptions } from '../options.js';
 
 interface RunFlags extends ConfigFlags, ProgressFlags {
   stages?: string;
@@ -16,13 +14,11 @@ interface RunFlags extends ConfigFlags, ProgressFlags {
 /** `--stages sft,dpo` → a runtime.stages override, with unknown names caught at the flag. */
 export function stagesOverride(value: string | undefined): string[] {
   if (value === undefined) return [];
-  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (names.length === 0) throw new UsageError('--stages is empty.', `Pass a comma-separated list of ${STAGES.join(', ')}.`);
-  for (const n of names) {
-    if (!(STAGES as readonly string[]).includes(n)) {
-      throw new UsageError(`--stages: unknown stage "${n}".${didYouMean(n, STAGES)}`, `Stages: ${STAGES.join(', ')}.`);
-    }
-  }
+  const names = namesFlag('--stages', value, STAGES, {
+    noun: 'stage',
+    emptyHint: `Pass a comma-separated list of ${STAGES.join(', ')}.`,
+    hint: `Stages: ${STAGES.join(', ')}.`,
+  });
   return [`runtime.stages=${JSON.stringify(names)}`];
 }
 
