@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-from benchlib import PYTHON, ROOT, Scratch, machine, run_cli, table, versions, write_results  # noqa: E402
+from benchlib import ROOT, TINY_256, TINY_256_ARGS, Scratch, ensure_tiny_model, machine, run_cli, table, versions, write_results  # noqa: E402
 
 SMOKE = ROOT / "data" / "smoke"
 FILES = {  # config key → smoke file
@@ -40,7 +39,7 @@ FILES = {  # config key → smoke file
 EPOCH_STAGES = ["stages.sft", "stages.dpo", "stages.grpo", "stages.rlhf.reward_model", "stages.rlhf.policy"]
 MODELS = {
     "smoke": (ROOT / "data" / "smoke-model", None),
-    "tiny-256": (ROOT / "bench" / "models" / "tiny-256", ["--hidden", "256", "--layers", "4", "--heads", "4"]),
+    "tiny-256": (TINY_256, TINY_256_ARGS),
 }
 
 
@@ -57,12 +56,11 @@ def make_data(folder: Path, factor: int) -> dict[str, int]:
 
 def ensure_model(name: str) -> Path:
     path, build_args = MODELS[name]
-    if not (path / "config.json").is_file():
-        if build_args is None:
+    if build_args is None:
+        if not (path / "config.json").is_file():
             sys.exit(f"{path} is missing: run `make setup` (it builds the smoke model).")
-        print(f"building {path.relative_to(ROOT)} (scripts/build_smoke_model.py {' '.join(build_args)})", file=sys.stderr)
-        subprocess.run([PYTHON, str(ROOT / "scripts" / "build_smoke_model.py"), str(path), *build_args], check=True)
-    return path
+        return path
+    return ensure_tiny_model(path, build_args)
 
 
 def params(path: Path) -> int | None:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 from benchlib import (  # noqa: E402
-    PYTHON, ROOT, Scratch, Watch, first, machine, median, ratio, run_cli, run_plain, table, target, versions, write_results,
+    ROOT, TINY_256, TINY_256_ARGS, Scratch, Watch, ensure_tiny_model, first, machine, median, ratio, run_cli, run_plain, table, target, versions, write_results,
 )
 
 STAGES = ["sft", "dpo", "grpo"]
@@ -75,14 +74,10 @@ def one_plain(model: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--model", default=str(ROOT / "bench" / "models" / "tiny-256"))
+    ap.add_argument("--model", default=str(TINY_256))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
     a = ap.parse_args()
-    model = Path(a.model).resolve()
-    if not (model / "model.safetensors").is_file():
-        print(f"building {model} (hidden 256, 4 layers) ...", flush=True)
-        subprocess.run([PYTHON, str(ROOT / "scripts" / "build_smoke_model.py"), "--hidden", "256", "--layers", "4", str(model)],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    model = ensure_tiny_model(Path(a.model).resolve(), TINY_256_ARGS)
 
     info = {"machine": machine(), "versions": versions()}
     print(f"machine: {info['machine']}\nversions: {info['versions']}\nmodel: {model}\n")

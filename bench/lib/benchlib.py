@@ -1,4 +1,4 @@
-"""Shared pieces of the pipeline benchmarks (bench/pipeline.py, bench/throughput.py).
+"""Shared pieces of the benchmarks (bench/pipeline.py, throughput.py, real.py, scaling.py).
 
 Run with the sidecar's interpreter (.venv/bin/python): it reads package versions from there
 without importing torch. Nothing here is installed beyond `make setup`.
@@ -25,6 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = os.environ.get("POSTTRAIN_PYTHON") or str(ROOT / ".venv" / "bin" / "python")
 CLI = [os.environ.get("NODE", "node"), str(ROOT / "bin" / "posttrain.js")]
+# The larger tiny model of the throughput and scaling benches (git-ignored, built offline).
+TINY_256 = ROOT / "bench" / "models" / "tiny-256"
+TINY_256_ARGS = ["--hidden", "256", "--layers", "4", "--heads", "4"]
+
+
+def ensure_tiny_model(path: Path, build_args: list[str]) -> Path:
+    """A tiny model built offline by scripts/build_smoke_model.py, unless `path` already holds one."""
+    if not (path / "model.safetensors").is_file():
+        print(f"building {path} (scripts/build_smoke_model.py {' '.join(build_args)}) ...", file=sys.stderr, flush=True)
+        subprocess.run([PYTHON, str(ROOT / "scripts" / "build_smoke_model.py"), *build_args, str(path)],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return path
 
 
 def median(xs):
