@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .checkpoints import atomic_write_json, latest_complete, write_complete_marker
 from .connection import Connection, StageError
-from .distributed import is_main_process
+from .distributed import barrier, is_main_process
 from .modeling import Runtime
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +104,11 @@ def tracking_dirs(output_dir: str) -> tuple[Path, str | None]:
     return out.parent.parent, out.name
 
 
+def _report_to(args) -> list[str]:
+    """TrainingArguments.report_to as a list (it may hold one name as a plain string)."""
+    return args.report_to if isinstance(args.report_to, list) else [args.report_to]
+
+
 def route_integrations(trainer) -> None:
     """Point the report_to integrations of one trainer at this run and stage.
 
@@ -114,7 +119,7 @@ def route_integrations(trainer) -> None:
     W&B: the user's WANDB_* env wins; unset, the project is ``posttrain`` and the group the run id,
     so a run's stages sit together. Phases get their own run name."""
     args = trainer.args
-    report_to = args.report_to if isinstance(args.report_to, list) else [args.report_to]
+    report_to = _report_to(args)
     if not report_to or report_to == ["none"]:
         return
     stage_dir, phase = tracking_dirs(args.output_dir)
@@ -134,8 +139,7 @@ def route_integrations(trainer) -> None:
 def finish_integrations(trainer) -> None:
     """One sidecar serves every stage; WandbCallback reuses an open wandb.run, so without this all
     stages would log into the first stage's W&B run. (Trackio finishes itself on train end.)"""
-    report_to = trainer.args.report_to if isinstance(trainer.args.report_to, list) else [trainer.args.report_to]
-    if "wandb" in report_to:
+    if "wandb" in _report_to(trainer.args):
         import wandb
 
         if wandb.run is not None:
@@ -199,9 +203,7 @@ class StreamCallback:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 # Several ranks: each writes its own RNG state into the checkpoint; wait for all of
                 # them before rank 0 marks it complete. Only rank 0 marks and reports.
-                barrier = getattr(self.conn, "barrier", None)
-                if barrier is not None:
-                    barrier()
+                barrier(self.conn)
                 if ckpt.is_dir() and getattr(self.conn, "is_main_process", True):
                     # Written last: a checkpoint without it was interrupted mid-save and is ignored.
                     # `step` is the stage-wide step (phase offset included): the controller resumes
