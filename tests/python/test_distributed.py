@@ -84,6 +84,10 @@ RANK_SCRIPT = textwrap.dedent(
         out[f"stopped_boundary_{boundary}"] = stopped
     with open(os.path.join(os.environ["RESULT_DIR"], f"rank{ranks.rank}.json"), "w") as f:
         json.dump(out, f)  # one file per rank: their stderr lines interleave
+    # Leave as the real sidecar does (__main__.py, os._exit): a normal interpreter teardown with
+    # gloo's threads still alive sometimes aborts ("terminate called without an active exception").
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
     """
 )
 
