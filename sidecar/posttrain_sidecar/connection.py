@@ -751,19 +751,23 @@ PreflightCheck = Callable[[dict, Connection], Any]
 
 
 def normalise_problem(p: Any) -> dict[str, Any]:
-    """One preflight problem in wire shape: {stage, code, message, severity, fix}."""
+    """One preflight problem in wire shape: {stage, code, message, severity, fix[, data]}; ``data``
+    is an optional map of structured detail (the memory estimate's parts)."""
     if not isinstance(p, Mapping):
         return {"stage": None, "code": "preflight_failed", "message": str(p), "severity": "error", "fix": None}
     stage = p.get("stage")
     severity = p.get("severity") if p.get("severity") in PREFLIGHT_SEVERITIES else "error"
     fix = p.get("fix")
-    return {
+    out = {
         "stage": stage if isinstance(stage, str) else None,
         "code": str(p.get("code") or "preflight_failed"),
         "message": str(p.get("message") or ""),
         "severity": severity,
         "fix": fix if isinstance(fix, str) else None,
     }
+    if isinstance(p.get("data"), Mapping):
+        out["data"] = dict(p["data"])
+    return out
 
 
 def run_preflight(conn: Connection, check: PreflightCheck | None, request: Mapping[str, Any]) -> bool:

@@ -16,6 +16,10 @@ Checked:
     ``bad_reward_args``) through rewards.resolve_reward_funcs, exactly as the stage will;
   * 4-bit (QLoRA) only with CUDA and bitsandbytes: a warning (``qlora_unavailable``), since the
     stage falls back to plain LoRA;
+  * every selected stage's peak memory, estimated from the model config (memory.estimate_stage), fits
+    the device's free memory: one "info" line per stage (``memory_estimate``), and
+    ``memory_exceeds`` (an error, a warning with ``runtime.memory_check: warn``, nothing with
+    ``off``) naming the settings that would make it fit;
   * every ``runtime.report_to`` integration is installed (``integration_missing``: transformers
     would otherwise fail while building the first trainer, after the model loaded); W&B in online
     mode without credentials is a warning (``wandb_not_logged_in``: wandb.init fails without a tty).
@@ -32,8 +36,12 @@ from .connection import StageError
 Problem = dict[str, Any]
 
 
-def problem(stage: str | None, code: str, message: str, fix: str | None = None, severity: str = "error") -> Problem:
-    return {"stage": stage, "code": code, "message": message, "severity": severity, "fix": fix}
+def problem(stage: str | None, code: str, message: str, fix: str | None = None, severity: str = "error",
+            data: dict[str, Any] | None = None) -> Problem:
+    out = {"stage": stage, "code": code, "message": message, "severity": severity, "fix": fix}
+    if data is not None:
+        out["data"] = data
+    return out
 
 
 def is_local_model(model_id: str) -> bool:
@@ -237,6 +245,78 @@ def check_integrations(config: dict, *, module: Callable[[str], bool] = has_modu
     return out
 
 
+def free_memory(device: str) -> tuple[int, str]:
+    """(bytes free, where): CUDA device 0's free memory less the CUDA context a process takes
+    (~0.5 GiB, outside torch's allocator), or the machine's MemAvailable on CPU."""
+    if device == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(0)
+        return max(0, int(free) - 2**29), f"free on {torch.cuda.get_device_name(0)}"
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available RAM"
+    except OSError:
+        pass
+    return 0, "unknown"
+
+
+def memory_plan(config: dict, *, cuda: Callable[[], bool] = cuda_available,
+                module: Callable[[str], bool] = has_module) -> dict[str, Any]:
+    """How the stages will hold the model (modeling.decide, the rule resolve_runtime applies):
+    device, adapter mode, dtype bytes, gradient checkpointing. torch is imported only when CUDA
+    could matter."""
+    from .modeling import decide
+
+    has_cuda = False if (config.get("runtime") or {}).get("device") == "cpu" else cuda()
+    d = decide(config, cuda=has_cuda, bitsandbytes=has_cuda and module("bitsandbytes"))
+    return {"device": d["device"], "mode": d["mode"], "dtype_bytes": 4 if d["dtype"] == "float32" else 2,
+            "checkpointing": d["checkpointing"]}
+
+
+def check_memory(config: dict, stages: Sequence[str], *, plan: dict[str, Any] | None = None,
+                 free: Callable[[str], tuple[int, str]] = free_memory) -> list[Problem]:
+    from .memory import GIB, Shape, estimate_stage, knobs
+
+    policy = (config.get("runtime") or {}).get("memory_check", "error")
+    if policy == "off":
+        return []
+    model = config.get("model") or {}
+    try:
+        from transformers import AutoConfig
+
+        mc = AutoConfig.from_pretrained(model["id"], revision=model.get("revision") or None,
+                                        trust_remote_code=bool(model.get("trust_remote_code")), local_files_only=True).to_dict()
+        Shape.of(mc)
+    except Exception:  # noqa: BLE001 - no config (check_model says why) or an architecture we cannot read
+        return []
+    plan = plan or memory_plan(config)
+    available, where = free(plan["device"])
+    unit = "GPU memory" if plan["device"] == "cuda" else "RAM (peak resident set)"
+    out: list[Problem] = []
+    for stage in stages:
+        try:
+            est = estimate_stage(mc, config, stage, **plan)
+        except (KeyError, ValueError, TypeError):
+            continue
+        note = f" [{'; '.join(est.assumptions)}]" if est.assumptions else ""
+        phase = f" {est.phase} phase" if est.phase else ""
+        out.append(problem(stage, "memory_estimate",
+                           f"estimated peak {unit}{phase}: {est.line()}, {plan['mode']}, "
+                           f"{'gradient checkpointing' if plan['checkpointing'] else 'no checkpointing'}; "
+                           f"{available / GIB:.1f} GiB {where}{note}", severity="info",
+                           data={**est.as_dict(), "available_gib": round(available / GIB, 3), "checkpointing": plan["checkpointing"]}))
+        if available and est.total > available:
+            out.append(problem(stage, "memory_exceeds",
+                               f"estimated peak {unit} {est.total / GIB:.1f} GiB exceeds the {available / GIB:.1f} GiB {where}",
+                               "Lower one of: " + "; ".join(knobs(config, stage, plan["mode"], plan["checkpointing"]))
+                               + ". Or set runtime.memory_check warn to try anyway (the estimate errs high).",
+                               "warning" if policy == "warn" else "error"))
+    return out
+
+
 def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     """Every problem of a ``preflight {config, stages}`` body."""
     config = body.get("config") or {}
@@ -246,4 +326,6 @@ def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     out += check_integrations(config, python=sys.executable)
     out += check_model(config)
     out += check_rewards(config, stages)
+    if not any(p["severity"] == "error" for p in out):
+        out += check_memory(config, [s for s in stages if s in set(known_stages)])
     return out

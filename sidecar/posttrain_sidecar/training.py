@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .checkpoints import atomic_write_json, latest_complete, write_complete_marker
 from .connection import Connection, StageError
 from .distributed import barrier, is_main_process
+from .memory import peak_rss_bytes, reset_peak_rss
 from .modeling import Runtime
 
 # --------------------------------------------------------------------------------------------
@@ -68,11 +69,14 @@ def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> 
         data_seed=int(config["runtime"]["seed"]),
         **tracking_args(config, stage_dir),
         disable_tqdm=True,
-        # CPU: TRL needs these off (see DEVELOPERS notes); GPU: bf16 compute where supported.
+        # CPU: no autocast (TRL's configs default bf16 on); GPU: bf16 compute where supported.
         use_cpu=on_cpu,
         bf16=(not on_cpu) and str(runtime.dtype) == "torch.bfloat16",
         fp16=(not on_cpu) and str(runtime.dtype) == "torch.float16",
-        gradient_checkpointing=False,
+        # model.gradient_checkpointing (auto: on with CUDA). Non-reentrant: it needs no input that
+        # requires grad, works with a frozen base and LoRA, and is what torch recommends.
+        gradient_checkpointing=runtime.checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if runtime.checkpointing else None,
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
@@ -327,6 +331,8 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
     cuda = torch.cuda.is_available() and next(trainer.model.parameters()).is_cuda
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    else:
+        reset_peak_rss()
     route_integrations(trainer)
     t0 = time.time()
     try:
@@ -345,8 +351,15 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
     tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or (max(logged) if logged else 0))
     if tokens:
         summary["tokens_seen"] = tokens
+    # QLoRA really in the model: bitsandbytes' own 4-bit linears (0 when the stage trains plain
+    # LoRA). By module too: peft's LoRA wrapper around one is also named Linear4bit.
+    summary["linear4bit_modules"] = sum(1 for m in trainer.model.modules()
+                                        if type(m).__name__ == "Linear4bit" and type(m).__module__.startswith("bitsandbytes"))
     if cuda:
         summary["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    elif (rss := peak_rss_bytes()) is not None:
+        # The model is resident already, so this is the stage's peak, as memory.estimate_stage counts it.
+        summary["peak_rss_gb"] = rss / 2**30
     return summary
 
 

@@ -82,6 +82,8 @@ export const PreflightProblemBody = z.object({
   message: z.string(),
   severity: z.enum(['error', 'warning', 'info']).catch('error').default('error'),
   fix: z.string().nullish().transform((s) => s ?? null),
+  /** Structured detail, e.g. a memory_estimate's parts in GiB; kept in run.json. */
+  data: z.record(z.string(), z.unknown()).optional(),
 });
 export const PreflightResultBody = z.object({ ok: z.boolean(), problems: z.array(PreflightProblemBody).default([]) });
 

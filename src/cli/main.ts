@@ -6,6 +6,7 @@ import { EXIT, PosttrainError } from '../errors.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { registerConfig } from './commands/config.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerPlan } from './commands/plan.js';
 import { registerPresets } from './commands/presets.js';
 import { registerReport } from './commands/report.js';
 import { registerRun } from './commands/run.js';
@@ -35,7 +36,7 @@ Examples:
 
 Exit codes: 0 ok, 1 run failed, 2 usage/config/data error, 130 interrupted.`,
     );
-  for (const register of [registerRun, registerStage, registerRuns, registerReport, registerConfig, registerPresets, registerValidate, registerSchema, registerDoctor]) {
+  for (const register of [registerRun, registerStage, registerRuns, registerReport, registerConfig, registerPlan, registerPresets, registerValidate, registerSchema, registerDoctor]) {
     register(program, io);
   }
   // Subcommands inherit output routing and exit behaviour.

@@ -38,6 +38,10 @@ export const RuntimeSchema = z.strictObject({
   heartbeat_interval_s: z.number().positive().default(2),
   heartbeat_timeout_s: z.number().positive().default(60),
   start_timeout_s: z.number().positive().default(180).describe('How long the sidecar may take to say hello (cold torch import).'),
+  memory_check: z
+    .enum(['error', 'warn', 'off'])
+    .default('error')
+    .describe("Before any weights load, each stage's peak memory is estimated from the model config and printed. error: a stage whose estimate exceeds the device's free memory stops the run with the settings that would make it fit; warn: print that and go on; off: no estimate."),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -60,6 +64,10 @@ export const ModelSchema = z.strictObject({
   dtype: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('auto'),
   trust_remote_code: z.boolean().default(false).describe('Runs code shipped with the model. Off unless you trust the source.'),
   use_4bit: z.boolean().default(false).describe('Load the base model in 4-bit nf4 (QLoRA). Needs CUDA and bitsandbytes.'),
+  gradient_checkpointing: z
+    .union([z.literal('auto'), z.boolean()])
+    .default('auto')
+    .describe('Recompute activations in the backward pass instead of keeping them: much less memory, ~30% more compute. auto: on with CUDA, off on CPU.'),
   adapter: AdapterSchema.prefault({}),
 });
 
