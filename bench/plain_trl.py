@@ -21,7 +21,12 @@ as part of posttrain's cost.
 
 --report writes per-stage numbers (JSON): wall_s (model load to adapter saved), train_call_s (the
 trainer.train() call), train_runtime (TRL's own), steps, tokens, completions, peak_rss_mb (VmHWM
-of this process during the stage, reset before it through /proc/self/clear_refs).
+of this process during the stage, reset before it through /proc/self/clear_refs), and on CUDA
+peak_gpu_gib (torch.cuda.max_memory_allocated during the trainer.train() call).
+
+The GPU check (bench/gpu/check.py) runs it with --device cuda --mode qlora|lora --dtype bfloat16
+[--checkpointing] and its own lengths: the same 4-bit nf4 load (double quantisation, bf16
+compute), the base frozen without upcasting the embeddings, as posttrain loads it.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ HP = {
     "rm": dict(max_steps=100, lr=1e-3, batch=8, save_steps=25, max_length=64, eval_fraction=0.25),
     "policy": dict(max_steps=20, lr=5e-3, batch=8, save_steps=10, max_prompt_length=32, num_generations=4,
                    max_completion_length=16, temperature=1.0, beta=0.05),
+    "lora": dict(r=8, alpha=16.0, dropout=0.0),
 }
 SEED = 42
 
@@ -61,6 +67,11 @@ def parse():
     p.add_argument("--stages", default="sft,dpo,grpo,rlhf")
     p.add_argument("--report", default=None)
     p.add_argument("--set", action="append", default=[], help="stage.key=value, e.g. sft.max_steps=60")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--mode", default="lora", choices=["lora", "qlora"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (non-reentrant)")
     a = p.parse_args()
     for s in a.set:
         key, _, value = s.partition("=")
@@ -123,7 +134,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
-    torch.set_num_threads(1)  # the preset's runtime.threads
+    if a.threads:
+        torch.set_num_threads(a.threads)  # the preset's runtime.threads
+    cuda = a.device == "cuda"
+    dtype = getattr(torch, a.dtype)
     report: dict = {"imports_s": time.time() - t_imports, "stages": {}}
 
     def rows(name):
@@ -142,12 +156,33 @@ def main() -> None:
         return tok
 
     def lora(task="CAUSAL_LM"):
-        return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type=task)
+        hp = HP["lora"]
+        return LoraConfig(r=int(hp["r"]), lora_alpha=hp["alpha"], lora_dropout=hp["dropout"], target_modules="all-linear", task_type=task)
+
+    def load_kwargs():
+        kw = {"dtype": dtype}
+        if a.mode == "qlora":
+            from transformers import BitsAndBytesConfig
+
+            kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+            kw["device_map"] = {"": torch.cuda.current_device()}
+        return kw
+
+    def placed(base):
+        if a.mode == "qlora":
+            for prm in base.parameters():
+                prm.requires_grad_(False)
+            if a.checkpointing:
+                base.enable_input_require_grads()
+        elif cuda:
+            base = base.to("cuda")
+        return base
 
     def policy(adapter):
         tokenizer()
         set_seed(SEED)  # LoRA weights are created before the Trainer seeds
-        base = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+        base = placed(AutoModelForCausalLM.from_pretrained(a.model, **load_kwargs()))
         if adapter:
             return PeftModel.from_pretrained(base, adapter, is_trainable=True)
         return get_peft_model(base, lora())
@@ -159,12 +194,14 @@ def main() -> None:
             warmup_steps=0.0, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
             logging_steps=1, logging_first_step=True, save_strategy="steps", save_steps=hp["save_steps"],
             save_total_limit=2, seed=SEED, data_seed=SEED, report_to="none", disable_tqdm=True,
-            use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False,
+            use_cpu=not cuda, dataloader_num_workers=0, remove_unused_columns=False,
             # TRL 1.13's configs default to bf16=True (on CPU: autocast to bfloat16, though the preset's
             # model.dtype is float32) and gradient_checkpointing=True (the forward recomputed in the
             # backward). posttrain sets both off on CPU; left at TRL's defaults this script did other
             # work (every forward recomputed; bf16 numbers, so GRPO generated other completions).
-            bf16=False, gradient_checkpointing=False,
+            bf16=cuda and a.dtype == "bfloat16", fp16=cuda and a.dtype == "float16",
+            gradient_checkpointing=a.checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if a.checkpointing else None,
         )
 
     def keep_last_tokens(ds, n):
@@ -185,13 +222,20 @@ def main() -> None:
         print(f"[plain] {name}: {info['wall_s']:.2f} s", file=sys.stderr)
 
     def train(trainer):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.time()
         res = trainer.train()
         st = trainer.state
         logged = [h["num_tokens"] for h in st.log_history if isinstance(h.get("num_tokens"), (int, float))]
         tokens = int(getattr(trainer, "_total_train_tokens", 0) or st.num_input_tokens_seen or (max(logged) if logged else 0))
-        return {"train_call_s": time.time() - t0, "train_runtime": res.metrics["train_runtime"], "steps": st.global_step,
+        info = {"train_call_s": time.time() - t0, "train_runtime": res.metrics["train_runtime"], "steps": st.global_step,
                 "tokens": tokens, "completions": st.global_step * trainer.args.per_device_train_batch_size}
+        if cuda:
+            info["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        info["linear4bit_modules"] = sum(1 for m in trainer.model.modules()
+                                         if type(m).__name__ == "Linear4bit" and type(m).__module__.startswith("bitsandbytes"))
+        return info
 
     adapter = None
 
@@ -256,11 +300,15 @@ def main() -> None:
         hp = HP["rm"]
         tokenizer()
         set_seed(SEED)
-        base = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1, dtype=torch.float32)
+        base = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1, **load_kwargs())
+        base = base if a.mode == "qlora" or not cuda else base.to("cuda")
         base.config.pad_token_id = tok.pad_token_id
         rm = get_peft_model(base, lora("SEQ_CLS"))
         prefs = rows("preferences.jsonl")
-        parts = prefs.train_test_split(test_size=max(1, round(len(prefs) * hp["eval_fraction"])), seed=SEED)
+        if hp["eval_fraction"] > 0:
+            parts = prefs.train_test_split(test_size=max(1, round(len(prefs) * hp["eval_fraction"])), seed=SEED)
+        else:
+            parts = {"train": prefs, "test": None}
 
         # Score text as GRPO's reward path will see it: prompt + completion, no special tokens.
         def pair(r):
@@ -268,9 +316,9 @@ def main() -> None:
             return {"chosen_ids": ids["chosen"], "rejected_ids": ids["rejected"]}
 
         train_ds = parts["train"].map(pair, remove_columns=prefs.column_names)
-        eval_ds = parts["test"].map(pair, remove_columns=prefs.column_names)
+        eval_ds = parts["test"].map(pair, remove_columns=prefs.column_names) if parts["test"] is not None else None
         cfg = RewardConfig(**args(hp, out / "rlhf" / "reward_model_ckpt"), max_length=hp["max_length"],
-                           eval_strategy="steps", eval_steps=hp["save_steps"])
+                           eval_strategy="steps" if eval_ds is not None else "no", eval_steps=hp["save_steps"])
         rm_info = train(RewardTrainer(model=rm, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok))
         rm.save_pretrained(out / "rlhf" / "reward_model")
         tok.save_pretrained(out / "rlhf" / "reward_model")

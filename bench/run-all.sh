@@ -17,7 +17,7 @@ BENCHES=(
   bench/run-real.sh         # real-model run (another helper's; optional)
   bench/run-scaling.sh      # how cost grows with data (another helper's; optional)
 )
-# Not in the list: bench/gpu/run.sh (needs an NVIDIA GPU; run it there by hand).
+# Not in the list: bench/gpu/run.sh and preset.sh (need an NVIDIA GPU; run them there by hand).
 # run-overhead.sh measures overhead and warm from the same runs (they share `posttrain run`);
 # bench/run-warm.sh exists for running the warm part alone.
 

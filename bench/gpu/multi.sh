@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi-GPU check: the gpu preset's bounded run (as bench/gpu/run.sh) under
+# Multi-GPU check: the gpu preset's bounded run (as bench/gpu/preset.sh) under
 # runtime.launcher=accelerate with N processes (built-in "ddp" config, NCCL), then the same report
 # plus a check that every stage trained on N ranks (summary.json world_size) and wrote one
 # rng_state_<rank>.pth per rank into its last checkpoint.
@@ -25,7 +25,7 @@ runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
 # The same bounded run and report as the single-GPU bench, under the launcher.
 rc=0
-GPU_CHECK_RUNS_DIR="$runs" bench/gpu/run.sh "${2:-}" -- --set runtime.launcher=accelerate \
+GPU_CHECK_RUNS_DIR="$runs" bench/gpu/preset.sh "${2:-}" -- --set runtime.launcher=accelerate \
   --set "runtime.num_processes=$n" --set "runtime.accelerate_config=${3:-ddp}" || rc=$?
 # Every finished stage must say it ran on n ranks, with one RNG file per rank in its checkpoints.
 .venv/bin/python - "$runs" "$n" <<'PY' || rc=1

@@ -1,4 +1,4 @@
-"""Peak GPU memory and throughput per stage of one gpu-preset run (bench/gpu/run.sh).
+"""Peak GPU memory and throughput per stage of one gpu-preset run (bench/gpu/preset.sh).
 
 Reads the run folder (run.json, each stage's summary.json and metrics.jsonl), prints a table,
 writes bench/results/gpu.json in the common shape ({machine, versions, config, measures}) and a

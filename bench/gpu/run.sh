@@ -1,44 +1,44 @@
 #!/usr/bin/env bash
-# The GPU benchmark: the gpu preset (4-bit QLoRA, bf16; Qwen2.5-0.5B-Instruct by default) for a
-# bounded number of steps of every stage, then peak GPU memory, tokens/s (QLoRA SFT, DPO) and GRPO
-# generation speed per stage, a comparison line with LLaMA-Factory's published QLoRA figure, and
-# bench/results/gpu.json. Unattended: the run is killed after 9 minutes (GPU_CHECK_TIMEOUT_S).
+# The GPU check's run step, on the GPU host (air-gapped: no hub, no pip index, no Node.js needed).
+# Installs the bundle's wheels offline into a private folder, then runs bench/gpu/check.py: QLoRA
+# and LoRA through every stage of the real sidecar on models built here, a plain TRL baseline, and
+# the memory estimate against the measured peak. Results: $OUT/gpu-check.json when OUT is set (the
+# device tool's result folder), else bench/results/gpu-check.json. One command, bounded:
+# GPU_CHECK_BUDGET_S (default 420) for the jobs, plus install and start-up (~8 min in all).
 #
-#   bench/gpu/run.sh [MODEL] [-- EXTRA POSTTRAIN ARGS]
-#        MODEL: hub id or local folder (default: the gpu preset's model; a machine without network
-#        needs a local folder or a warm HF cache). Extra args go to `posttrain run` (multi.sh passes
-#        the launcher settings). GPU_CHECK_RUNS_DIR keeps the run folder there instead of a temp dir.
-# scripts/gpu-check.sh is the same script. Needs an NVIDIA GPU; refuses (exit 2) without one.
-set -euo pipefail
+#   bench/gpu/prepare.py          # first, where there is network and Node.js: writes bench/gpu/bundle/
+#   bench/gpu/run.sh [--bundle DIR] [check.py args...]
+#
+# Exit: 0 all jobs ran clean; 1 some job failed (the results file says which); 2 no GPU or no bundle.
+set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-  echo "gpu-check: no NVIDIA GPU here (nvidia-smi is missing or lists no GPU). This benchmark measures the" >&2
-  echo "gpu preset (4-bit QLoRA needs CUDA and bitsandbytes); run it on a machine with an NVIDIA GPU." >&2
+bundle=bench/gpu/bundle
+if [ "${1:-}" = "--bundle" ]; then bundle=$2; shift 2; fi
+if [ ! -f "$bundle/config.json" ]; then
+  echo "gpu-check: no bundle at $bundle (run bench/gpu/prepare.py where there is network and Node.js, and bring $bundle along)" >&2
   exit 2
 fi
-nvidia-smi -L
-scripts/setup.sh   # on a GPU machine: the CUDA torch build and the gpu extra (bitsandbytes)
-model="${1:-}"
-[ "$model" = "--" ] && model=""
-extra=()
-for ((i = 1; i <= $#; i++)); do
-  if [ "${!i}" = "--" ]; then extra=("${@:i+1}"); break; fi
-done
-if [ -n "${GPU_CHECK_RUNS_DIR:-}" ]; then runs="$GPU_CHECK_RUNS_DIR"; mkdir -p "$runs"
-else runs=$(mktemp -d); trap 'rm -rf "$runs"' EXIT
+PY=${PYTHON:-python3}
+site=${GPU_CHECK_SITE:-/tmp/posttrain-gpu-site}
+if compgen -G "$bundle/wheels/*.whl" >/dev/null; then
+  # --no-deps: prepare.py chose exactly what the host lacks; pip must not reach for an index.
+  "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" "$bundle"/wheels/*.whl || { echo "gpu-check: offline install of $bundle/wheels failed" >&2; exit 2; }
 fi
-args=(run --preset gpu --set "runtime.runs_dir=$runs" --progress plain
-  --set stages.sft.max_steps=30 --set stages.sft.save_steps=30
-  --set stages.dpo.max_steps=20 --set stages.dpo.save_steps=20
-  --set stages.grpo.max_steps=10 --set stages.grpo.save_steps=10
-  --set stages.rlhf.reward_model.max_steps=20 --set stages.rlhf.reward_model.save_steps=20
-  --set stages.rlhf.policy.max_steps=5 --set stages.rlhf.policy.save_steps=5)
-if [ -n "$model" ]; then args+=(--set "model.id=$model"); fi
-args+=("${extra[@]}")
-start=$(date +%s)
-rc=0
-timeout --signal=INT --kill-after=30 "${GPU_CHECK_TIMEOUT_S:-540}" node bin/posttrain.js "${args[@]}" || rc=$?
-wall=$(( $(date +%s) - start ))
-{ [ "$rc" = 124 ] || [ "$rc" = 130 ]; } && echo "gpu-check: the run passed ${GPU_CHECK_TIMEOUT_S:-540} s and was stopped; reporting what finished." >&2
-.venv/bin/python bench/gpu/report.py "$runs" "$wall"
-exit "$rc"
+export PYTHONPATH="$site:$PWD/sidecar${PYTHONPATH:+:$PYTHONPATH}"
+missing=$("$PY" - <<'PY'
+import importlib
+bad = []
+for m in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "zmq", "msgpack", "bitsandbytes"):
+    try:
+        importlib.import_module(m)
+    except Exception as e:  # noqa: BLE001
+        bad.append(f"{m} ({type(e).__name__}: {e})")
+print("; ".join(bad))
+PY
+)
+[ -n "$missing" ] && echo "gpu-check: cannot import: $missing" >&2
+out=${OUT:-bench/results}
+mkdir -p "$out"
+"$PY" bench/gpu/check.py --config "$bundle/config.json" --out "$out" --budget-s "${GPU_CHECK_BUDGET_S:-420}" "$@" 2>&1 | tee "$out/gpu-check.log"
+exit "${PIPESTATUS[0]}"
