@@ -14,13 +14,19 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 export class PosttrainError extends Error {
   readonly exitCode: ExitCode;
   /** One line telling the user what to do about it. */
-  readonly hint: string | undefined;
+  hint: string | undefined;
 
   constructor(message: string, opts: { exitCode: ExitCode; hint?: string; cause?: unknown }) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.exitCode = opts.exitCode;
     this.hint = opts.hint;
+  }
+
+  /** Adds what to run next: the layer that knows the run (not the bridge) appends the command. */
+  continueWith(command: string, verb = 'Continue with'): this {
+    this.hint = `${this.hint ? `${this.hint} ` : ''}${verb} \`${command}\`.`;
+    return this;
   }
 }
 

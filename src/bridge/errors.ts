@@ -1,6 +1,7 @@
 // Typed failures of the sidecar process and of stages it runs. Out-of-band (the process died,
 // hung, never started) carry exit code / signal and the stderr tail; in-band carry the
-// sidecar's {code, message, traceback, retryable}.
+// sidecar's {code, message, traceback, retryable}. The bridge knows no run: the pipeline appends
+// the command that continues (PosttrainError.continueWith, pipeline/commands.ts).
 import { RunFailedError } from '../errors.js';
 import type { StageErrorInfo } from './protocol.js';
 
@@ -22,7 +23,7 @@ export class SidecarCrashedError extends RunFailedError {
     const how = signal ? `was killed by ${signal}` : `exited with code ${processExitCode ?? '?'}`;
     super(
       `The training sidecar ${how}${stage ? ` during stage ${stage}` : ''}.${tail(stderrTail)}`,
-      stage ? `Metrics and checkpoints written so far are kept; continue with \`posttrain stage ${stage} --resume\`.` : undefined,
+      stage ? 'Metrics and checkpoints written so far are kept.' : undefined,
     );
   }
 }
@@ -35,7 +36,7 @@ export class SidecarHungError extends RunFailedError {
   ) {
     super(
       `The training sidecar stopped answering (no heartbeat for ${silentForS.toFixed(1)} s) and was stopped.${tail(stderrTail)}`,
-      `If the machine is just very busy, raise runtime.heartbeat_timeout_s.${stage ? ` Continue with \`posttrain stage ${stage} --resume\`.` : ''}`,
+      'If the machine is just very busy, raise runtime.heartbeat_timeout_s.',
     );
   }
 }
@@ -51,6 +52,6 @@ export class StageFailedError extends RunFailedError {
     readonly stage: string,
     readonly info: StageErrorInfo,
   ) {
-    super(`Stage ${stage} failed: [${info.code}] ${info.message}`, info.retryable ? `This may be transient; retry with \`posttrain stage ${stage} --resume\`.` : 'See sidecar.log in the stage folder for the traceback.');
+    super(`Stage ${stage} failed: [${info.code}] ${info.message}`, info.retryable ? 'This may be transient.' : 'See sidecar.log in the stage folder for the traceback.');
   }
 }

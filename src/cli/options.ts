@@ -1,6 +1,7 @@
 // Flags shared by commands that resolve a config.
 import { type Command, Option } from 'commander';
-import type { ResolveOptions } from '../config/resolve.js';
+import { resolve } from 'node:path';
+import { type ResolveOptions, runsDirOfLayers } from '../config/resolve.js';
 import { HEALTH_RULES } from '../config/schema.js';
 import { didYouMean } from '../config/suggest.js';
 import { UsageError } from '../errors.js';
@@ -58,3 +59,33 @@ export const toResolveOptions = (flags: ConfigFlags): ResolveOptions => ({
   configFile: flags.config,
   set: [...(flags.set ?? []), ...stopOnOverride(flags.stopOn)],
 });
+
+/** `--runs-dir` for every command that reads or writes runs. */
+export function addRunsDirOption(cmd: Command): Command {
+  return cmd.option('--runs-dir <dir>', 'folder holding the runs (default: runtime.runs_dir of --preset/--config/--set, else ./runs)');
+}
+
+export interface RunsDirFlags extends ConfigFlags {
+  runsDir?: string;
+}
+
+/**
+ * Where runs are, one precedence for every command: --runs-dir, else runtime.runs_dir of the
+ * command's --preset/--config/--set layers, else ./runs. A --runs-dir that contradicts a
+ * runs_dir the config flags set is refused with both paths (one of them is a mistake).
+ */
+export function runsDirFor(flags: RunsDirFlags, cwd: string): string {
+  const fromConfig = runsDirOfLayers({ ...toResolveOptions(flags), cwd });
+  if (flags.runsDir === undefined) return fromConfig.dir;
+  const dir = resolve(cwd, flags.runsDir);
+  if (fromConfig.explicit && fromConfig.dir !== dir) {
+    throw new UsageError(
+      `--runs-dir ${dir} contradicts runtime.runs_dir ${fromConfig.dir} (from ${fromConfig.source}).`,
+      'Drop one of the two: --runs-dir alone, or the config that sets runtime.runs_dir alone.',
+    );
+  }
+  return dir;
+}
+
+/** The --set that pins runtime.runs_dir to the folder runsDirFor chose (JSON: any path stays a string). */
+export const runsDirSet = (dir: string): string => `runtime.runs_dir=${JSON.stringify(dir)}`;

@@ -41,6 +41,27 @@ export function resolveConfig(opts: ResolveOptions): ResolvedConfig {
   };
 }
 
+/**
+ * runtime.runs_dir of the given layers (preset ← config file ← --set), absolute by the same rule
+ * as a full resolution, without validating anything else: commands that only find runs (runs,
+ * show, report, stage) must not fail on, say, a model folder that is not there. `explicit` is
+ * false when no layer sets it (then it is `runs` of the cwd, the schema default).
+ */
+export function runsDirOfLayers(opts: ResolveOptions): { dir: string; explicit: boolean; source: string | null } {
+  const cwd = opts.cwd ?? process.cwd();
+  const layers: Layer[] = [];
+  if (opts.preset) layers.push(presetLayer(opts.preset));
+  if (opts.configFile) layers.push(loadConfigFile(resolve(cwd, opts.configFile)));
+  if (opts.set && opts.set.length > 0) layers.push(setFlagsLayer(opts.set, cwd));
+  const { data, origin } = mergeLayers(layers);
+  const value = (data.runtime as Plain | undefined)?.runs_dir;
+  if (typeof value !== 'string' || value === '') return { dir: resolve(cwd, 'runs'), explicit: false, source: null };
+  const layer = originOf(origin, 'runtime.runs_dir');
+  const base = layer?.baseDir ?? cwd;
+  const dir = value.startsWith('~/') ? resolve(homedir(), value.slice(2)) : isAbsolute(value) ? value : resolve(base, value);
+  return { dir, explicit: true, source: layer?.source ?? null };
+}
+
 /** Merge, validate, check rules, make paths absolute. Throws ConfigError with every issue. */
 export function resolveLayers(layers: readonly Layer[], cwd: string): Config {
   const { data, origin } = mergeLayers(layers);

@@ -6,6 +6,7 @@
 import type { Config, HealthRule, MonitorConfig, StageName } from '../config/schema.js';
 import { HEALTH_RULES } from '../config/schema.js';
 import { RunFailedError } from '../errors.js';
+import { stageCommand } from './commands.js';
 import type { HealthAlert } from '../ui/progress.js';
 
 export { HEALTH_RULES, type HealthRule };
@@ -223,7 +224,7 @@ export class HealthStopError extends RunFailedError {
   constructor(
     readonly stage: StageName,
     readonly alert: HealthAlert,
-    opts: { runId: string; checkpoint: boolean; monitor: MonitorConfig },
+    opts: { runDir: string; checkpoint: boolean; monitor: MonitorConfig },
   ) {
     const rule = alert.rule as HealthRule;
     const m = opts.monitor;
@@ -232,12 +233,12 @@ export class HealthStopError extends RunFailedError {
       ...(m[rule]?.fatal ? [`--set monitor.${rule}.fatal=false`] : []),
       ...(m.stop_on.includes(rule) || m.stop_on.includes('all') ? [`leave ${rule} out of monitor.stop_on / --stop-on`] : []),
     ].join(' and ');
-    const over = `\`posttrain stage ${stage} --run ${opts.runId}\` with your --preset/--config and --set`;
+    const over = `\`${stageCommand(stage, opts.runDir)}\` with your --preset/--config and --set`;
     super(
       `Stage ${stage} was stopped at step ${alert.step} by health rule ${rule}: ${alert.message}`,
       `${alert.hint.replace(/\.$/, '')}. ` +
         (opts.checkpoint
-          ? `Then start the stage over with that change (${over}), or continue from the checkpoint saved at the stop: \`posttrain stage ${stage} --run ${opts.runId} --resume\` (it stops again if the rule fires again).`
+          ? `Then start the stage over with that change (${over}), or continue from the checkpoint saved at the stop: \`${stageCommand(stage, opts.runDir, { resume: true })}\` (it stops again if the rule fires again).`
           : `Then start the stage over with that change: ${over}.`) +
         (relax ? ` To only warn: ${relax}.` : ''),
     );

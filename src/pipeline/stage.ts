@@ -24,6 +24,7 @@ import { targetsForStage } from '../data/targets.js';
 import type { Interrupt } from './interrupt.js';
 import type { HealthAlert, Progress } from '../ui/progress.js';
 import { HealthMonitor, HealthStopError } from './health.js';
+import { stageCommand } from './commands.js';
 import { logAppender } from './log.js';
 
 export interface StageContext {
@@ -93,7 +94,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     if (!ckpt) {
       throw new UsageError(
         `Nothing to resume for stage ${stage}: ${join(dir, 'checkpoints')} holds no complete checkpoint.`,
-        `Run it from the start with \`posttrain stage ${stage} --run ${ctx.record.id}\`.`,
+        `Run it from the start with \`${stageCommand(stage, ctx.runDir)}\`.`,
       );
     }
     resumeFrom = ckpt.path;
@@ -180,7 +181,8 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   } catch (e) {
     const code = e instanceof SidecarHungError ? 'sidecar_hung' : e instanceof SidecarCrashedError ? 'sidecar_crashed' : 'controller_error';
     finish({ status: ctx.interrupt.requested ? 'interrupted' : 'failed', error: { code, message: (e as Error).message.split('\n')[0]! } });
-    if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`, `Continue with \`posttrain stage ${stage} --run ${ctx.record.id} --resume\`.`);
+    if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`).continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
+    if (e instanceof SidecarHungError || e instanceof SidecarCrashedError) e.continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
     throw e;
   } finally {
     metrics.close();
@@ -213,16 +215,17 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
 
   if (stop) {
     finish({ status: 'failed', error: { code: `health/${stop.rule}`, message: stop.message } });
-    throw new HealthStopError(stage, stop, { runId: ctx.record.id, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: record.config.monitor });
+    throw new HealthStopError(stage, stop, { runDir: ctx.runDir, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: record.config.monitor });
   }
 
   if (result.status === 'ok') return finish({ status: 'ok', output_adapter: summary.output_adapter });
   if (result.status === 'cancelled') {
     finish({ status: 'cancelled' });
-    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`, `Continue with \`posttrain stage ${stage} --run ${ctx.record.id} --resume\`.`);
+    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`).continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
   }
   const info = result.error ?? { code: 'unknown', message: 'the sidecar reported an error without details', retryable: false, traceback: null };
   if (info.traceback) log(info.traceback);
   finish({ status: 'failed', error: { code: info.code, message: info.message } });
-  throw new StageFailedError(stage, info);
+  const failed = new StageFailedError(stage, info);
+  throw info.retryable ? failed.continueWith(stageCommand(stage, ctx.runDir, { resume: true }), 'Retry with') : failed;
 }

@@ -104,7 +104,7 @@ describe('failures are typed, recorded and recoverable', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/The training sidecar exited with code 3 during stage dpo/);
     expect(r.err).toMatch(/fake: crashing at step 5/); // the stderr tail
-    expect(r.err).toMatch(/posttrain stage dpo --resume/);
+    expect(r.err).toMatch(/posttrain stage dpo --run \S+ (--runs-dir \S+ )?--resume/);
     const dir = onlyRun(cwd);
     let run = readJson(join(dir, 'run.json'));
     expect(run.status).toBe('failed');

@@ -198,12 +198,12 @@ describe('stop_on, resume and the error', () => {
 
   it('HealthStopError exits 1 and says how to fix, continue, and only warn', () => {
     const alert: HealthAlert = { rule: 'nan_loss', severity: 'fatal', step: 3, message: 'train/loss is NaN: training diverged.', hint: 'lower stages.sft.learning_rate.' };
-    const e = new HealthStopError('sft', alert, { runId: 'r1', checkpoint: true, monitor: config().monitor });
+    const e = new HealthStopError('sft', alert, { runDir: join(process.cwd(), 'runs', 'r1'), checkpoint: true, monitor: config().monitor });
     expect(e.exitCode).toBe(EXIT.runFailed);
     expect(e.code).toBe('health/nan_loss');
     expect(e.message).toBe('Stage sft was stopped at step 3 by health rule nan_loss: train/loss is NaN: training diverged.');
     expect(e.hint).toMatch(/^lower stages\.sft\.learning_rate\. Then start the stage over .*`posttrain stage sft --run r1 --resume`.* To only warn: --set monitor\.nan_loss\.fatal=false\.$/);
-    const viaStopOn = new HealthStopError('grpo', { ...alert, rule: 'kl_runaway' }, { runId: 'r1', checkpoint: false, monitor: config({ stop_on: ['all'] }).monitor });
+    const viaStopOn = new HealthStopError('grpo', { ...alert, rule: 'kl_runaway' }, { runDir: join(process.cwd(), 'runs', 'r1'), checkpoint: false, monitor: config({ stop_on: ['all'] }).monitor });
     expect(viaStopOn.hint).not.toMatch(/--resume|fatal=false/);
     expect(viaStopOn.hint).toMatch(/To only warn: leave kl_runaway out of monitor\.stop_on \/ --stop-on\.$/);
   });
@@ -255,7 +255,7 @@ describe('the controller path (fake sidecar)', () => {
     const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft,dpo'], { cwd, env: fakeEnv(nanAt3) });
     expect(r.code).toBe(EXIT.runFailed);
     expect(r.err).toMatch(/Stage sft was stopped at step 3 by health rule nan_loss: train\/loss is NaN/);
-    expect(r.err).toMatch(/posttrain stage sft --run \S+ --resume/);
+    expect(r.err).toMatch(/posttrain stage sft --run \S+ (--runs-dir \S+ )?--resume/);
     expect(r.err.match(/train\/loss is NaN/g)!.length).toBeLessThanOrEqual(2); // the alert line and the error, no repeats
     const dir = onlyRun(cwd);
     const run = readJson(join(dir, 'run.json'));

@@ -5,9 +5,9 @@ import { Interrupt } from '../../pipeline/interrupt.js';
 import { startRun } from '../../pipeline/run.js';
 import { addProgressOptions, type ProgressFlags, selectProgress } from '../../ui/select.js';
 import type { CliIO } from '../io.js';
-import { addConfigOptions, addMonitorOptions, type ConfigFlags, namesFlag, toResolveOptions } from '../options.js';
+import { addConfigOptions, addMonitorOptions, addRunsDirOption, namesFlag, type RunsDirFlags, runsDirFor, runsDirSet, toResolveOptions } from '../options.js';
 
-interface RunFlags extends ConfigFlags, ProgressFlags {
+interface RunFlags extends RunsDirFlags, ProgressFlags {
   stages?: string;
 }
 
@@ -23,7 +23,7 @@ export function stagesOverride(value: string | undefined): string[] {
 }
 
 export function registerRun(program: Command, io: CliIO): void {
-  addProgressOptions(addMonitorOptions(addConfigOptions(program.command('run'))))
+  addRunsDirOption(addProgressOptions(addMonitorOptions(addConfigOptions(program.command('run')))))
     .description('run the selected stages in order (sft → dpo → grpo → rlhf), each from the previous adapter')
     .option('--stages <list>', 'comma-separated subset of stages, e.g. sft,dpo')
     .addHelpText(
@@ -38,7 +38,8 @@ Examples:
     )
     .action(async (flags: RunFlags) => {
       const opts = toResolveOptions(flags);
-      const resolved = resolveConfig({ ...opts, set: [...(opts.set ?? []), ...stagesOverride(flags.stages)], cwd: io.cwd });
+      const pin = flags.runsDir === undefined ? [] : [runsDirSet(runsDirFor(flags, io.cwd))];
+      const resolved = resolveConfig({ ...opts, set: [...(opts.set ?? []), ...stagesOverride(flags.stages), ...pin], cwd: io.cwd });
       const progress = selectProgress(flags, io);
       const interrupt = new Interrupt();
       // Through the renderer: a live view keeps it above its block, --json makes it an event.

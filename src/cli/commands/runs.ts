@@ -1,9 +1,9 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { listRunsDetailed, loadRun, markInterruptedIfStale, runDir, type RunRecord } from '../../artifacts/index.js';
 import { STAGES } from '../../config/schema.js';
 import type { CliIO } from '../io.js';
 import { describeRun } from '../../ui/show.js';
+import { addConfigOptions, addRunsDirOption, type RunsDirFlags, runsDirFor } from '../options.js';
 
 const stageCell = (r: RunRecord) =>
   STAGES.filter((s) => r.stages_selected.includes(s) || r.stages[s])
@@ -11,13 +11,11 @@ const stageCell = (r: RunRecord) =>
     .join(' ');
 
 export function registerRuns(program: Command, io: CliIO): void {
-  program
-    .command('runs')
+  addRunsDirOption(addConfigOptions(program.command('runs')))
     .description('list runs, newest first, with the status of each stage')
-    .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
     .option('--json', 'print as JSON')
-    .action((flags: { runsDir: string; json?: boolean }) => {
-      const dir = resolve(io.cwd, flags.runsDir);
+    .action((flags: RunsDirFlags & { json?: boolean }) => {
+      const dir = runsDirFor(flags, io.cwd);
       // A run left "running" by a dead process shows as interrupted.
       let { runs, broken } = listRunsDetailed(dir);
       if (runs.some((r) => r.status === 'running' && markInterruptedIfStale(runDir(dir, r.id)))) ({ runs, broken } = listRunsDetailed(dir));
@@ -27,14 +25,12 @@ export function registerRuns(program: Command, io: CliIO): void {
       for (const b of broken) io.err(`warning: ${b.dir}: ${b.reason}\n`);
     });
 
-  program
-    .command('show')
+  addRunsDirOption(addConfigOptions(program.command('show')))
     .description("print one run's summary: config origin, stages, metrics, adapters and lineage")
     .argument('[run]', 'run id or "latest"', 'latest')
-    .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
     .option('--json', 'print run.json')
-    .action((run: string, flags: { runsDir: string; json?: boolean }) => {
-      const runsDir = resolve(io.cwd, flags.runsDir);
+    .action((run: string, flags: RunsDirFlags & { json?: boolean }) => {
+      const runsDir = runsDirFor(flags, io.cwd);
       const { dir } = loadRun(runsDir, run);
       markInterruptedIfStale(dir);
       const { record } = loadRun(runsDir, run);

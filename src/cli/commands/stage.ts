@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadRun } from '../../artifacts/index.js';
 import type { Plain } from '../../config/layers.js';
@@ -10,12 +9,11 @@ import { Interrupt } from '../../pipeline/interrupt.js';
 import { runStage } from '../../pipeline/run.js';
 import { addProgressOptions, type ProgressFlags, selectProgress } from '../../ui/select.js';
 import type { CliIO } from '../io.js';
-import { addConfigOptions, addMonitorOptions, type ConfigFlags, toResolveOptions } from '../options.js';
+import { addConfigOptions, addMonitorOptions, addRunsDirOption, type RunsDirFlags, runsDirFor, runsDirSet, toResolveOptions } from '../options.js';
 
-interface StageFlags extends ConfigFlags, ProgressFlags {
+interface StageFlags extends RunsDirFlags, ProgressFlags {
   run: string;
   resume?: boolean;
-  runsDir: string;
 }
 
 export function parseStage(name: string): StageName {
@@ -24,15 +22,14 @@ export function parseStage(name: string): StageName {
 }
 
 export function registerStage(program: Command, io: CliIO): void {
-  addProgressOptions(addMonitorOptions(addConfigOptions(
+  addRunsDirOption(addProgressOptions(addMonitorOptions(addConfigOptions(
     program
       .command('stage')
       .description("run one stage of an existing run (from the previous stage's adapter), or resume it from its newest complete checkpoint")
       .argument('<name>', `stage: ${STAGES.join(', ')}`),
-  )))
+  ))))
     .option('-r, --run <id>', 'run id, or "latest"', 'latest')
     .option('--resume', 'continue from the newest complete checkpoint')
-    .option('--runs-dir <dir>', 'folder holding the runs', 'runs')
     .addHelpText(
       'after',
       `
@@ -47,16 +44,21 @@ Examples:
     )
     .action(async (name: string, flags: StageFlags) => {
       const stage = parseStage(name);
-      const runsDir = resolve(io.cwd, flags.runsDir);
+      // The run is looked up where the config flags put runs (or --runs-dir); a new config then
+      // keeps that folder: a stage never trains into a run of another runs folder.
+      const runsDir = runsDirFor(flags, io.cwd);
       const opts = toResolveOptions(flags);
+      const set = [...(opts.set ?? []), runsDirSet(runsDir)];
       let override: ResolvedConfig | null = null;
-      if (flags.preset || flags.config) override = resolveConfig({ ...opts, cwd: io.cwd });
+      if (flags.preset || flags.config) override = resolveConfig({ ...opts, set, cwd: io.cwd });
       else if ((opts.set ?? []).length > 0) {
         // Only --set / --stop-on: layer them over the run's own config, keeping its provenance.
         const { record } = loadRun(runsDir, flags.run);
         const base = { source: `run ${record.id}`, baseDir: io.cwd, data: record.config as unknown as Plain };
-        override = { ...resolveConfig({ ...opts, base, cwd: io.cwd }), preset: record.preset, configFile: record.config_file };
+        override = { ...resolveConfig({ ...opts, set, base, cwd: io.cwd }), preset: record.preset, configFile: record.config_file };
       }
+      // What the user asked for; the runs_dir pin is bookkeeping, not an override.
+      if (override) override.overrides = [...(opts.set ?? [])];
       const progress = selectProgress(flags, io);
       const interrupt = new Interrupt();
       // Through the renderer: a live view keeps it above its block, --json makes it an event.
