@@ -28,11 +28,12 @@ function renderReliability(): void {
     'Produced by the test suite (`make test`): every fault and hostile-input test records what it',
     'injected and what survived, and the run renders this file. Do not edit by hand.',
     '',
-    `Totals: **${sum('injected')}** faults and bad inputs injected, **${sum('survived')}** survived as required, **${sum('lost')}** metric lines or data rows lost.`,
+    `Totals: **${sum('injected')}** faults and bad inputs injected, **${sum('survived')}** survived as required, **${sum('lost')}** metric lines or data rows lost, **${rows.filter((r) => r.survived < r.injected || r.lost > 0).length}** rows failed.`,
     '',
     '| fault | stage / input | injected | survived | lost | outcome | test |',
     '| --- | --- | ---: | ---: | ---: | --- | --- |',
-    ...rows.map((r) => `| ${esc(r.fault)} | ${esc(r.stage)} | ${r.injected} | ${r.survived} | ${r.lost} | ${esc(r.outcome)} | ${esc(r.test)} |`),
+    // A row is written from what the test observed; one that did not survive as required says so.
+    ...rows.map((r) => `| ${esc(r.fault)} | ${esc(r.stage)} | ${r.injected} | ${r.survived} | ${r.lost} | ${r.survived < r.injected || r.lost > 0 ? '**FAILED**: ' : ''}${esc(r.outcome)} | ${esc(r.test)} |`),
     '',
   ].join('\n');
   writeFileSync(`${root}docs/RELIABILITY.md`, doc);

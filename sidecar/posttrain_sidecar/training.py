@@ -318,9 +318,61 @@ def carry_token_count(trainer) -> None:
     trainer.add_callback(_TokenCount())
 
 
+def finished_at(trainer, checkpoint: str | None) -> dict[str, Any] | None:
+    """The checkpoint's trainer state when it already holds the last step (killed while the final
+    adapter was written, or before the controller recorded the stage as ok), else None.
+    transformers resumed from there trains one step past max_steps; there is nothing left to train."""
+    if not checkpoint:
+        return None
+    f = Path(checkpoint) / "trainer_state.json"
+    if not f.is_file():
+        return None
+    state = json.loads(f.read_text(encoding="utf-8"))
+    step = int(state.get("global_step") or 0)
+    limit = int(trainer.args.max_steps) if trainer.args.max_steps and trainer.args.max_steps > 0 else int(state.get("max_steps") or 0)
+    return state if limit and step >= limit else None
+
+
+def load_checkpoint_weights(model, checkpoint: str) -> None:
+    """The trained ("default") adapter of a checkpoint into the model, as training would end."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")), adapter_name="default")
+
+
+def no_steps_message(trainer, stage: str) -> str:
+    """Why a stage trained 0 steps: too few rows for one batch (drop_last batches; GRPO/RLOO draw
+    batch_size / num_generations prompts per step)."""
+    args = trainer.args
+    rows = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
+    gens = getattr(args, "num_generations", None)
+    key = "stages.rlhf.policy" if stage == "rlhf" else f"stages.{stage}"
+    if gens:
+        need = int(args.per_device_train_batch_size) * int(getattr(args, "steps_per_generation", None) or 1) // int(gens)
+        return (f"stage {stage} trained 0 steps: {rows} prompt row(s) cannot fill one generation batch, which takes {need} prompts "
+                f"({key}.batch_size {args.per_device_train_batch_size} completions / num_generations {gens}). "
+                f"Add prompts, or lower {key}.batch_size (a multiple of num_generations).")
+    return (f"stage {stage} trained 0 steps: {rows} training row(s) cannot fill one batch of {key}.batch_size "
+            f"{args.per_device_train_batch_size} (less the held-out share, if any). Add rows or lower {key}.batch_size.")
+
+
 def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, callback) -> dict[str, Any]:
     """Train (or resume), translating failures into typed stage errors."""
     import torch
+
+    done = finished_at(trainer, checkpoint)
+    if done is not None:
+        # Nothing to train: the stage ends with the checkpoint's weights (never a step past max_steps).
+        from transformers import TrainerState
+
+        load_checkpoint_weights(trainer.model, checkpoint)
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        conn.log("info", f"checkpoint {Path(checkpoint).name} already holds the last step ({done['global_step']}); nothing left to train", stage)
+        out = {"train_runtime_s": 0.0, "global_step": int(done["global_step"]), "already_complete": True}
+        if done.get("num_input_tokens_seen"):
+            out["tokens_seen"] = int(done["num_input_tokens_seen"])
+        return out
 
     quiet(trainer)
     trainer.add_callback(callback)
@@ -341,6 +393,8 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
         raise StageError("out_of_memory", f"CUDA out of memory: {e}. Lower batch_size or max lengths, or raise grad_accum.", retryable=True) from e
     finally:
         finish_integrations(trainer)
+    if int(trainer.state.global_step) == 0 and not getattr(callback, "cancelled", False):
+        raise StageError("no_steps", no_steps_message(trainer, stage))
     metrics = numeric(dict(out.metrics)) if out is not None else {}
     for k, v in metrics.items():
         if isinstance(v, float) and not math.isfinite(v):

@@ -32,6 +32,7 @@ import { checkResumeSafety, checkResumeWorldSize } from './resume.js';
 import { sidecarPreflight } from './sidecar-preflight.js';
 import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
+import { stageCommand } from './commands.js';
 
 export interface RunOutcome {
   runDir: string;
@@ -139,6 +140,15 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
   try {
     // We hold the lock, so a run still marked running was left by a process that died.
     let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    const done = record.stages[cmd.stage];
+    if (cmd.resume && done?.status === 'ok') {
+      // Resuming a finished stage would train past max_steps and replace a good adapter.
+      progress.note(
+        `stage ${cmd.stage} of run ${record.id} is complete (ok${done.steps ? ` at step ${done.steps}` : ''}): nothing to resume, its adapter is untouched. ` +
+          `To train it again from the start: \`${stageCommand(cmd.stage, dir)}\``,
+      );
+      return { runDir: dir, record };
+    }
     // Before run.json takes the new config: a refused resume must leave the run as it was.
     if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), cmd.override?.config ?? record.config, cmd.stage);
     if (cmd.override) {

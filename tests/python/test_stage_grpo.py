@@ -184,3 +184,21 @@ def test_config_checkpoints_align_with_generation_cycles(tmp_path):
     assert args.reward_weights == [1.0, 1.0] and args.scale_rewards == "group" and args.loss_type == "dapo"
     assert args.temperature == pytest.approx(0.12) and args.use_vllm is False and args.log_completions is False
     assert args.output_dir == str(tmp_path / "checkpoints")
+
+
+def test_too_few_prompts_for_one_generation_batch_is_an_error_not_ok(tmp_path):
+    """One prompt cannot fill a generation batch of batch_size / num_generations prompts: TRL
+    trains 0 steps and ends normally; the stage must fail and say why, not report ok."""
+    from posttrain_sidecar.connection import StageError
+
+    req = make_request("grpo", tmp_path, smoke_config(grpo={"max_steps": 4, "save_steps": None}))
+    first = Path(req["data"]["grpo"]).read_text(encoding="utf-8").splitlines()[0]
+    one = tmp_path / "one.jsonl"
+    one.write_text(first + "\n", encoding="utf-8")
+    req["data"]["grpo"] = str(one)
+    with pytest.raises(StageError) as exc:
+        grpo.run(req, Recorder())
+    assert exc.value.code == "no_steps"
+    assert "1 prompt row(s) cannot fill one generation batch, which takes 4 prompts" in exc.value.message
+    assert "stages.grpo.batch_size" in exc.value.message
+    assert not (tmp_path / "stages" / "grpo" / "adapter").exists()

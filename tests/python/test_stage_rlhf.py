@@ -186,3 +186,28 @@ def test_reward_model_loads_with_plain_peft_and_ranks_pairs(full_run):
     _, held_out = split(load_rows(str(ROOT / "data" / "smoke" / "preferences.jsonl")), 0.25, 42)
     wins = sum(score(r["prompt"], r["chosen"]) > score(r["prompt"], r["rejected"]) for r in held_out)
     assert wins / len(held_out) == pytest.approx(summary["heldout_accuracy"])
+
+
+def test_kill_at_the_reward_model_to_policy_hand_off_resumes_bit_exact(full_run, parent_adapter, tmp_path):
+    """Killed after the reward model's last checkpoint, before its folder was saved: the resume
+    must not train the reward model a step past its max_steps, and the policy that follows must
+    be the uninterrupted run's."""
+    import shutil
+
+    src, full, _, full_summary = full_run
+    stage_dir = tmp_path / "stages" / "rlhf"
+    shutil.copytree(src / "checkpoints" / "reward_model", stage_dir / "checkpoints" / "reward_model")
+    ckpt = stage_dir / "checkpoints" / "reward_model" / f"checkpoint-{N_RM}"
+    assert (ckpt / "posttrain-complete.json").is_file()
+    rec = Recorder()
+    status, summary = rlhf.run(make_request("rlhf", tmp_path, rlhf_config(), init_adapter=parent_adapter, resume_from=str(ckpt)), rec)
+    assert status == "ok", summary
+    assert rec.series("rm/train/loss") == []  # the reward model was complete: not one step more
+    assert summary["reward_model"]["global_step"] == N_RM
+    assert summary["heldout_accuracy"] == full_summary["heldout_accuracy"]
+    for key in ("train/loss", "train/reward", "train/kl"):
+        assert rec.series(key) == full.series(key), key
+    from stage_helpers import adapter_tensors
+
+    a, b = adapter_tensors(stage_dir / "adapter"), adapter_tensors(src / "adapter")
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max().item() == 0 for k in a)

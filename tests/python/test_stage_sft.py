@@ -99,3 +99,26 @@ def test_chat_rows_train_on_assistant_turns(tmp_path):
     status, _ = sft.run(req, rec)
     assert status == "ok"
     assert len(losses(rec)) >= 6
+
+
+def test_resume_from_the_final_checkpoint_trains_nothing(full_run, tmp_path):
+    """Killed while writing the final adapter (or the controller died before recording ok): the
+    newest complete checkpoint is at max_steps. Resuming it must not train a step past max_steps;
+    the adapter it saves is the uninterrupted run's."""
+    src, full, _, _ = full_run
+    import shutil
+
+    stage_dir = tmp_path / "stages" / "sft"
+    shutil.copytree(src / "stages" / "sft" / "checkpoints", stage_dir / "checkpoints")
+    final = stage_dir / "checkpoints" / "checkpoint-30"
+    rec = Recorder()
+    cfg = smoke_config(sft={"max_steps": 30, "save_steps": 10})
+    status, summary = sft.run(make_request("sft", tmp_path, cfg, resume_from=str(final)), rec)
+    assert status == "ok"
+    assert rec.series("train/loss") == []  # not one step trained
+    assert summary["global_step"] == 30 and summary.get("already_complete") is True
+    a = adapter_tensors(stage_dir / "adapter")
+    b = adapter_tensors(src / "stages" / "sft" / "adapter")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max().item() == 0, k
