@@ -79,3 +79,28 @@ def latest_complete(checkpoints_dir: str | os.PathLike[str]) -> Path | None:
         if best is None or step > best[0]:
             best = (step, child)
     return best[1] if best else None
+
+
+def rotate(checkpoints_dir: str | os.PathLike[str], keep: int) -> list[Path]:
+    """Delete older checkpoints so that the newest ``keep`` COMPLETE ones remain; incomplete ones
+    older than the newest complete one go too (a crash's leftovers). Called only after the newest
+    checkpoint's marker is written: transformers rotates before, so with ``save_total_limit: 1`` a
+    kill between its rotation and our marker left no complete checkpoint at all."""
+    import shutil
+
+    root = Path(checkpoints_dir)
+    if keep < 1 or not root.is_dir():
+        return []
+    found = sorted((step, child) for child in root.iterdir()
+                   if child.is_dir() and (step := checkpoint_step(child)) is not None)
+    complete = [(step, c) for step, c in found if is_complete(c)]
+    if not complete:
+        return []
+    kept = {c for _, c in complete[-keep:]}
+    oldest_kept = min(step for step, c in complete if c in kept)
+    removed = []
+    for step, c in found:
+        if c not in kept and step < oldest_kept:
+            shutil.rmtree(c, ignore_errors=True)
+            removed.append(c)
+    return removed

@@ -284,7 +284,10 @@ def play_stage(request: dict[str, Any], conn: Connection, cfg: dict[str, Any], i
         "base_model_name_or_path": model_id,
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
-        "posttrain": {"stage": stage, "init_adapter": init_adapter, "fake": True},
+        # What a real adapter's weights depend on: the stage's settings and the adapter it grew
+        # from, so re-running a stage with other settings writes another adapter (lineage tests).
+        "posttrain": {"stage": stage, "init_adapter": init_adapter, "fake": True,
+                      "trained_with": (config.get("stages") or {}).get(stage)},
     })
     (adapter / "adapter_model.safetensors").write_bytes(fake_safetensors())
     conn.state("done", stage)

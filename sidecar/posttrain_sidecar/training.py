@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoints import atomic_write_json, latest_complete, write_complete_marker
+from .checkpoints import atomic_write_json, latest_complete, rotate, write_complete_marker
 from .connection import Connection, StageError
 from .distributed import barrier, is_main_process
 from .memory import peak_rss_bytes, reset_peak_rss
@@ -167,6 +167,7 @@ class StreamCallback:
                 self.prefix = prefix
                 self.cancelled = False
                 self.last_step = 0
+                self.keep = 0  # save_total_limit, set by run_training (which rotates here, not in transformers)
 
             def on_log(self, args, state, control, logs=None, **kw):
                 values = numeric(logs or {})
@@ -218,6 +219,9 @@ class StreamCallback:
                     if self.phase:
                         info["phase"] = self.phase
                     write_complete_marker(ckpt, **info)
+                    # Only now may older checkpoints go (run_training took rotation from transformers).
+                    if self.keep:
+                        rotate(args.output_dir, self.keep)
                     self.conn.checkpoint(self.stage, str(ckpt), self.step_offset + int(state.global_step))
 
         return _Stream(*args, **kwargs)
@@ -375,6 +379,9 @@ def run_training(trainer, conn: Connection, stage: str, checkpoint: str | None, 
         return out
 
     quiet(trainer)
+    # Checkpoint rotation moves from transformers (which deletes old checkpoints before our
+    # completion marker is written) to the callback, after the marker.
+    callback.keep, trainer.args.save_total_limit = int(trainer.args.save_total_limit or 0), None
     trainer.add_callback(callback)
     carry_token_count(trainer)
     if checkpoint:

@@ -21,13 +21,17 @@ export interface StageRecord {
   status: StageStatus;
   started: string | null;
   finished: string | null;
-  /** Adapter folder this stage started from (lineage); null = the base model. */
+  /** Adapter folder this stage started from (lineage; relative to the run folder); null = the base model. */
   input_adapter: string | null;
   output_adapter: string | null;
   /** Checkpoint folder the stage resumed from, if it did. */
   resumed_from: string | null;
   steps: number | null;
   error: { code: string; message: string } | null;
+  /** What the stage started from (pipeline/lineage.ts): its parent, that adapter's and its data's hashes. */
+  inputs?: { parent: StageName | null; adapter_sha256: string | null; data_sha256: Record<string, string> };
+  /** sha256 of the adapter this stage wrote (weights + config), for its children's staleness checks. */
+  output_sha256?: string | null;
 }
 
 export interface DataRecord {
@@ -37,10 +41,12 @@ export interface DataRecord {
   bytes: number;
   rows: number;
   format: string;
-  /** Absolute path of `data/<target>.jsonl`, the canonical rows the sidecar reads. */
+  /** `data/<target>.jsonl`, the canonical rows the sidecar reads (relative to the run folder; older runs: absolute). */
   canonical: string;
   /** Bad rows left out under `on_bad_rows: skip` (0 otherwise). */
   skipped: number;
+  /** The source settings the snapshot was taken with (a changed one takes a new snapshot). */
+  spec?: string;
 }
 
 export interface RunRecord {

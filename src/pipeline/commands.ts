@@ -19,3 +19,8 @@ function runArgs(runDir: string, cwd: string): string {
 export function stageCommand(stage: StageName | string, runDir: string, o: { resume?: boolean; cwd?: string } = {}): string {
   return `posttrain stage ${stage} ${runArgs(runDir, o.cwd ?? process.cwd())}${o.resume ? ' --resume' : ''}`;
 }
+
+/** `posttrain run --resume --run <id> [--runs-dir <dir>]`: what every interrupt and failure hint prints. */
+export function resumeRunCommand(runDir: string, o: { cwd?: string } = {}): string {
+  return `posttrain run --resume ${runArgs(runDir, o.cwd ?? process.cwd())}`;
+}

@@ -4,6 +4,7 @@
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  newestCompleteCheckpoint,
   acquireLock,
   createRun,
   dataPath,
@@ -21,7 +22,7 @@ import type { CliIO } from '../cli/io.js';
 import type { ResolvedConfig } from '../config/resolve.js';
 import type { Config, StageName } from '../config/schema.js';
 import type { DataTarget } from '../data/targets.js';
-import { targetsForStage } from '../data/targets.js';
+import { sourceOf, targetsForStage } from '../data/targets.js';
 import { InterruptedError } from '../errors.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { plainProgress, type Progress } from '../ui/progress.js';
@@ -33,6 +34,7 @@ import { sidecarPreflight } from './sidecar-preflight.js';
 import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
 import { stageCommand } from './commands.js';
+import { resolveParent, staleness, toRun } from './lineage.js';
 
 export interface RunOutcome {
   runDir: string;
@@ -49,7 +51,8 @@ async function prepareData(
 ): Promise<Record<string, DataRecord>> {
   mkdirSync(join(writeDir, 'data'), { recursive: true });
   const fds = new Map<DataTarget, number>();
-  const canonical = (t: DataTarget) => dataPath(dir, t);
+  // Relative to the run folder: a moved run still finds its data (lineage.inRun).
+  const canonical = (t: DataTarget) => toRun(dir, dataPath(dir, t));
   try {
     const checked = await checkStageData(config, stages, (target) => {
       const fd = openSync(dataPath(writeDir, target), 'w');
@@ -59,7 +62,7 @@ async function prepareData(
     return Object.fromEntries(
       checked.map(({ target, report }) => [
         target,
-        { source: report.file, sha256: report.sha256, bytes: report.bytes, rows: report.ok, format: report.format, canonical: canonical(target), skipped: report.bad },
+        { source: report.file, sha256: report.sha256, bytes: report.bytes, rows: report.ok, format: report.format, canonical: canonical(target), skipped: report.bad, spec: dataSpec(config, target) },
       ]),
     );
   } finally {
@@ -140,25 +143,36 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
   try {
     // We hold the lock, so a run still marked running was left by a process that died.
     let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    // Before run.json takes the new config: a refused resume must leave the run as it was.
+    if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), cmd.override?.config ?? record.config, cmd.stage);
+    if (cmd.override && cmd.resume) checkResumeSafety(record.config, cmd.override.config, cmd.stage);
     const done = record.stages[cmd.stage];
-    if (cmd.resume && done?.status === 'ok') {
-      // Resuming a finished stage would train past max_steps and replace a good adapter.
+    const maxSteps = stageMaxSteps((cmd.override?.config ?? record.config), cmd.stage);
+    if (cmd.resume && done?.status === 'ok' && (maxSteps === null || (done.steps ?? 0) >= maxSteps)) {
+      // Resuming a finished stage would train past max_steps and replace a good adapter (a raised
+      // max_steps is an extension and goes on).
       progress.note(
         `stage ${cmd.stage} of run ${record.id} is complete (ok${done.steps ? ` at step ${done.steps}` : ''}): nothing to resume, its adapter is untouched. ` +
-          `To train it again from the start: \`${stageCommand(cmd.stage, dir)}\``,
+          `To train it again from the start: \`${stageCommand(cmd.stage, dir)}\`; to train it longer: --resume with a higher max_steps.`,
       );
       return { runDir: dir, record };
     }
-    // Before run.json takes the new config: a refused resume must leave the run as it was.
-    if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), cmd.override?.config ?? record.config, cmd.stage);
+    // Refused before anything changes or a sidecar starts: a parent that is missing, failed,
+    // stale or corrupted (lineage.ts) would otherwise mean training from the base model.
+    resolveParent(record, dir, cmd.stage);
     if (cmd.override) {
-      if (cmd.resume) checkResumeSafety(record.config, cmd.override.config, cmd.stage);
       record = updateRun(dir, (r) => {
         r.config = cmd.override!.config;
         r.overrides = [...r.overrides, ...cmd.override!.overrides];
       });
     }
-    const missing = targetsForStage(cmd.stage).filter((t) => !record.data[t]);
+    // A data source that changed (path, mapping, limit…) takes a new snapshot: run.json never
+    // names a file the stage did not train on.
+    const missing = targetsForStage(cmd.stage).filter((t) => {
+      const had = record.data[t];
+      if (!had) return true;
+      return had.spec !== undefined ? had.spec !== dataSpec(record.config, t) : had.source !== sourceOf(record.config, t).path;
+    });
     if (missing.length > 0) {
       const data = await prepareData(record.config, [cmd.stage], dir, progress);
       record = updateRun(dir, (r) => Object.assign(r.data, data));
@@ -176,12 +190,61 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     status = settled.status;
     return { runDir: dir, record: settled };
   } catch (e) {
-    status = settle(dir, statusFor(e)).status;
+    // Refused before it started (lineage, resume rules): the run stays as it was.
+    if (started) status = settle(dir, statusFor(e)).status;
     throw e;
   } finally {
     release();
     if (started) progress.runEnd({ runDir: dir, status });
   }
+}
+
+/**
+ * `posttrain run --resume`: continues a run with its own config. In pipeline order, every selected
+ * stage that is ok and not stale is skipped; an interrupted, failed or cancelled one resumes from
+ * its newest complete checkpoint when it still stands on its parent's current adapter, else
+ * starts over; stale and pending ones run from the start. One sidecar for all of them.
+ */
+export async function resumeRun(cmd: { runsDir: string; run: string }, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
+  const { dir } = loadRun(cmd.runsDir, cmd.run);
+  const release = acquireLock(dir, 'run --resume');
+  let status: RunStatus = 'failed';
+  let started = false;
+  try {
+    let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    const todo = record.stages_selected.filter((s) => record.stages[s]?.status !== 'ok' || staleness(record)[s]?.stale);
+    if (todo.length === 0) {
+      progress.note(`run ${record.id}: every selected stage is ok and none is stale; nothing to resume.`);
+      return { runDir: dir, record: settle(dir, null) };
+    }
+    record = updateRun(dir, (r) => void (r.status = 'running'));
+    progress.runStart({ runId: record.id, runDir: dir, stages: todo, resume: true });
+    started = true;
+    await withSidecar(record.config, todo, io, dir, interrupt, progress, async (ctx) => {
+      for (const stage of record.stages_selected) {
+        const st = ctx.record.stages[stage];
+        if (st?.status === 'ok' && !staleness(ctx.record)[stage]?.stale) continue;
+        ctx.record = await executeStage(ctx, stage, { resume: canResume(ctx.record, dir, stage) });
+      }
+    });
+    const settled = settle(dir, null);
+    status = settled.status;
+    return { runDir: dir, record: settled };
+  } catch (e) {
+    // Refused before it started (lineage, resume rules): the run stays as it was.
+    if (started) status = settle(dir, statusFor(e)).status;
+    throw e;
+  } finally {
+    release();
+    if (started) progress.runEnd({ runDir: dir, status });
+  }
+}
+
+/** Resume (rather than start over) an unfinished stage whose checkpoint grew from the parent adapter the run holds now. */
+function canResume(record: RunRecord, dir: string, stage: StageName): boolean {
+  const st = record.stages[stage];
+  if (!st || st.status === 'ok' || st.status === 'pending' || !newestCompleteCheckpoint(stageDirOf(dir, stage))) return false;
+  return st.inputs === undefined || st.inputs.adapter_sha256 === resolveParent(record, dir, stage).adapter_sha256;
 }
 
 const order = (s: StageName) => ['sft', 'dpo', 'grpo', 'rlhf'].indexOf(s);
@@ -247,4 +310,17 @@ async function withSidecar(
     progress.sidecarState('stopping', null);
     await sidecar.shutdown();
   }
+}
+
+/** A stage's max_steps (RLHF: the policy's, the last phase), or null when it runs by epochs. */
+function stageMaxSteps(config: Config, stage: StageName): number | null {
+  const st = config.stages;
+  if (stage === 'rlhf') return st.rlhf.policy.max_steps === null ? null : (st.rlhf.reward_model.max_steps ?? 0) + st.rlhf.policy.max_steps;
+  return st[stage].max_steps;
+}
+
+/** What makes a data snapshot: the source's settings that change which rows the stage reads. */
+function dataSpec(config: Config, target: DataTarget): string {
+  const { path, format, columns, limit, on_bad_rows, max_chars } = sourceOf(config, target);
+  return JSON.stringify({ path, format, columns, limit, on_bad_rows, max_chars });
 }

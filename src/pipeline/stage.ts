@@ -24,7 +24,8 @@ import { targetsForStage } from '../data/targets.js';
 import type { Interrupt } from './interrupt.js';
 import type { HealthAlert, Progress } from '../ui/progress.js';
 import { HealthMonitor, HealthStopError } from './health.js';
-import { stageCommand } from './commands.js';
+import { resumeRunCommand, stageCommand } from './commands.js';
+import { adapterDigest, inRun, LineageError, resolveParent, stageInputs, toRun } from './lineage.js';
 import { logAppender } from './log.js';
 
 export interface StageContext {
@@ -35,15 +36,6 @@ export interface StageContext {
   progress: Progress;
   /** Log lines of the sidecar go to the running stage's sidecar.log. */
   setLogSink: (sink: ((line: string) => void) | undefined) => void;
-}
-
-/** The adapter a stage starts from: the output of the nearest earlier stage of this run that finished. */
-export function inputAdapterFor(record: RunRecord, stage: StageName): string | null {
-  for (let i = STAGES.indexOf(stage) - 1; i >= 0; i--) {
-    const prev = record.stages[STAGES[i]!];
-    if (prev?.status === 'ok' && prev.output_adapter && existsSync(prev.output_adapter)) return prev.output_adapter;
-  }
-  return null;
 }
 
 /** One line of stages/<stage>/alerts.jsonl (the HTML report reads this shape). */
@@ -87,6 +79,15 @@ function keepAlertsUpTo(file: string, step: number, warn: (m: string) => void): 
 
 export async function executeStage(ctx: StageContext, stage: StageName, opts: { resume: boolean }): Promise<RunRecord> {
   const dir = stageDirOf(ctx.runDir, stage);
+  // Before anything is touched. Never silently from the base model: a missing, failed, stale or changed parent is refused.
+  const input = resolveParent(ctx.record, ctx.runDir, stage);
+  const earlier = ctx.record.stages[stage]?.inputs;
+  if (opts.resume && earlier && earlier.adapter_sha256 !== input.adapter_sha256) {
+    throw new LineageError(
+      `Cannot resume stage ${stage}: its checkpoint was trained from another ${input.parent ?? 'base'} adapter than the one the run holds now.`,
+      `Start the stage over: \`${stageCommand(stage, ctx.runDir)}\`.`,
+    );
+  }
   let resumeFrom: string | null = null;
   let earlierAlerts: AlertRecord[] = [];
   if (opts.resume) {
@@ -109,15 +110,17 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   }
   mkdirSync(dir, { recursive: true });
 
-  const inputAdapter = inputAdapterFor(ctx.record, stage);
+  const inputAdapter = input.adapter;
   const started = new Date();
   let record = updateStage(ctx.runDir, stage, {
     status: 'running',
     started: started.toISOString(),
     finished: null,
-    input_adapter: inputAdapter,
+    input_adapter: inputAdapter === null ? null : toRun(ctx.runDir, inputAdapter),
     output_adapter: null,
-    resumed_from: resumeFrom,
+    output_sha256: null,
+    resumed_from: resumeFrom === null ? null : toRun(ctx.runDir, resumeFrom),
+    inputs: stageInputs(ctx.record, stage, input),
     error: null,
   });
 
@@ -159,7 +162,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
         stage,
         config: record.config,
         stage_dir: dir,
-        data: Object.fromEntries(targetsForStage(stage).map((t) => [t, record.data[t]?.canonical ?? ''])),
+        data: Object.fromEntries(targetsForStage(stage).map((t) => [t, inRun(ctx.runDir, record.data[t]?.canonical) ?? ''])),
         init_adapter: inputAdapter,
         resume_from: resumeFrom,
       },
@@ -181,8 +184,8 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   } catch (e) {
     const code = e instanceof SidecarHungError ? 'sidecar_hung' : e instanceof SidecarCrashedError ? 'sidecar_crashed' : 'controller_error';
     finish({ status: ctx.interrupt.requested ? 'interrupted' : 'failed', error: { code, message: (e as Error).message.split('\n')[0]! } });
-    if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`).continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
-    if (e instanceof SidecarHungError || e instanceof SidecarCrashedError) e.continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
+    if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`).continueWith(resumeRunCommand(ctx.runDir));
+    if (e instanceof SidecarHungError || e instanceof SidecarCrashedError) e.continueWith(resumeRunCommand(ctx.runDir));
     throw e;
   } finally {
     metrics.close();
@@ -202,9 +205,10 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     started: started.toISOString(),
     finished: finished.toISOString(),
     wall_s: (finished.getTime() - started.getTime()) / 1000,
-    input_adapter: inputAdapter,
-    output_adapter: status === 'ok' ? join(dir, 'adapter') : null,
-    resumed_from: resumeFrom,
+    // Relative to the run folder, like run.json (a moved run stays readable).
+    input_adapter: inputAdapter === null ? null : toRun(ctx.runDir, inputAdapter),
+    output_adapter: status === 'ok' ? toRun(ctx.runDir, join(dir, 'adapter')) : null,
+    resumed_from: resumeFrom === null ? null : toRun(ctx.runDir, resumeFrom),
     data: Object.fromEntries(targetsForStage(stage).map((t) => [t, record.data[t] ?? null])),
     sidecar: result.summary ?? {},
     error: stop ? { code: `health/${stop.rule}`, message: stop.message, retryable: false, traceback: null } : (result.error ?? null),
@@ -218,14 +222,17 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     throw new HealthStopError(stage, stop, { runDir: ctx.runDir, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: record.config.monitor });
   }
 
-  if (result.status === 'ok') return finish({ status: 'ok', output_adapter: summary.output_adapter });
+  if (result.status === 'ok') {
+    const adapter = join(dir, 'adapter');
+    return finish({ status: 'ok', output_adapter: toRun(ctx.runDir, adapter), output_sha256: adapterDigest(adapter) });
+  }
   if (result.status === 'cancelled') {
     finish({ status: 'cancelled' });
-    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`).continueWith(stageCommand(stage, ctx.runDir, { resume: true }));
+    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`).continueWith(resumeRunCommand(ctx.runDir));
   }
   const info = result.error ?? { code: 'unknown', message: 'the sidecar reported an error without details', retryable: false, traceback: null };
   if (info.traceback) log(info.traceback);
   finish({ status: 'failed', error: { code: info.code, message: info.message } });
   const failed = new StageFailedError(stage, info);
-  throw info.retryable ? failed.continueWith(stageCommand(stage, ctx.runDir, { resume: true }), 'Retry with') : failed;
+  throw info.retryable ? failed.continueWith(resumeRunCommand(ctx.runDir), 'Retry with') : failed;
 }

@@ -74,10 +74,10 @@ describe('hints that name a run run as printed', () => {
     const crash = { stages: { '*': QUICK.stages['*'], dpo: { ...QUICK.stages['*'], crash_at_step: 3 } } };
     const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft,dpo', '--runs-dir', 'my runs'], { cwd, env: fakeEnv(crash) });
     expect(r.code).toBe(1);
-    const printed = /`(posttrain stage dpo [^`]*--resume)`/.exec(r.err)?.[1];
+    const printed = /`(posttrain run --resume [^`]*)`/.exec(r.err)?.[1];
     expect(printed, r.err).toBeDefined();
     const id = runIds(join(cwd, 'my runs'))[0]!;
-    expect(printed).toBe(`posttrain stage dpo --run ${id} --runs-dir '${join(cwd, 'my runs')}' --resume`);
+    expect(printed).toBe(`posttrain run --resume --run ${id} --runs-dir '${join(cwd, 'my runs')}'`);
     const again = await cli(shellSplit(printed!).slice(1), { cwd, env: fakeEnv(QUICK) });
     expect(again.code, again.err).toBe(0);
     expect(readJson(join(cwd, 'my runs', id, 'run.json')).stages.dpo.status).toBe('ok');

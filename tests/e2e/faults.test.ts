@@ -11,7 +11,7 @@
 // the drawn one. What counts is that it lands mid-training, which is asserted.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CHECKPOINT_MARKER, type MetricRecord, newestCompleteCheckpoint, readMetrics } from '../../src/artifacts/index.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
@@ -343,7 +343,7 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
         expect(kills[1]!.step).toBeGreaterThan(20); // in the policy phase
       }
       expect(resumed.code, resumed.err).toBe(0);
-      expect(after).toMatchObject({ status: 'ok', resumed_from: ckpt!.path });
+      expect(after).toMatchObject({ status: 'ok', resumed_from: relative(dir, ckpt!.path) }); // run.json paths are relative to the run
       assertChecked(s, c);
     }
     expect(readJson(join(dir, 'run.json')).status).toBe('ok');
@@ -382,7 +382,7 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
     expect(exitedInS, 'the orphaned sidecar exits within 5 s').toBeLessThan(5);
     expect(runs.out).toMatch(/interrupted\s+smoke\s+sft:interrupted/);
     expect(resumed.code, resumed.err).toBe(0);
-    expect(readJson(join(dir, 'run.json')).stages.sft).toMatchObject({ status: 'ok', resumed_from: ckpt!.path });
+    expect(readJson(join(dir, 'run.json')).stages.sft).toMatchObject({ status: 'ok', resumed_from: relative(dir, ckpt!.path) });
     assertChecked('sft', c);
   }, 120_000);
 
@@ -417,7 +417,7 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
     expect(sidecarGone).toBe(true);
     expect(existsSync(join(dir, '.lock'))).toBe(false);
     expect(resumed.code, resumed.err).toBe(0);
-    expect(readJson(join(dir, 'run.json')).stages.sft).toMatchObject({ status: 'ok', resumed_from: ckpt!.path });
+    expect(readJson(join(dir, 'run.json')).stages.sft).toMatchObject({ status: 'ok', resumed_from: relative(dir, ckpt!.path) });
     assertChecked('sft', c);
   }, 120_000);
 
@@ -435,7 +435,7 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
     const resumed = await bin(['stage', 'sft', '--resume'], cwd);
     const after = readJson(join(dir, 'run.json')).stages.sft;
     const c = checkAgainstReference(dir, 'sft', previous?.step ?? 0);
-    const survived = killed.code === 1 && previous !== null && previous.step < newest.step && resumed.code === 0 && after.resumed_from === previous.path && c.ok;
+    const survived = killed.code === 1 && previous !== null && previous.step < newest.step && resumed.code === 0 && after.resumed_from === relative(dir, previous.path) && c.ok;
     recordReliability({
       fault: 'checkpoint cut short mid-save (marker missing after SIGKILL)',
       stage: 'sft',
@@ -449,7 +449,7 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
     expect(previous, 'an older complete checkpoint').not.toBeNull();
     expect(previous!.step).toBeLessThan(newest.step);
     expect(resumed.code, resumed.err).toBe(0);
-    expect(after).toMatchObject({ status: 'ok', resumed_from: previous!.path });
+    expect(after).toMatchObject({ status: 'ok', resumed_from: relative(dir, previous!.path) });
     assertChecked('sft', c);
   }, 120_000);
 });

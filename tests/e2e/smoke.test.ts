@@ -2,7 +2,7 @@
 // training of the offline tiny model, then checks on artifacts, lineage and the metric stream.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readMetrics } from '../../src/artifacts/index.js';
 import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../../src/paths.js';
@@ -50,8 +50,10 @@ describe('posttrain run --preset smoke (real sidecar, real training)', () => {
     let prev: string | null = null;
     for (const s of STAGES) {
       const adapter = join(dir, 'stages', s, 'adapter');
-      expect(run.stages[s].input_adapter, s).toBe(prev);
-      expect(run.stages[s].output_adapter, s).toBe(adapter);
+      // run.json: relative to the run folder (relocatable); the adapter's own posttrain.json: absolute.
+      expect(run.stages[s].input_adapter, s).toBe(prev && relative(dir, prev));
+      expect(run.stages[s].output_adapter, s).toBe(join('stages', s, 'adapter'));
+      expect(run.stages[s].output_sha256, s).toMatch(/^[0-9a-f]{64}$/);
       expect(readJson(join(adapter, 'posttrain.json')).parent_adapter, s).toBe(prev);
       for (const f of ['adapter_config.json', 'adapter_model.safetensors']) expect(existsSync(join(adapter, f)), `${s}/${f}`).toBe(true);
       expect(existsSync(join(dir, 'stages', s, 'samples.jsonl')), s).toBe(true);

@@ -40,13 +40,14 @@ describe('a full run against the fake sidecar', () => {
     for (const stage of ['sft', 'dpo', 'grpo', 'rlhf']) {
       const st = run.stages[stage];
       const sd = join(dir, 'stages', stage);
-      expect(st).toMatchObject({ status: 'ok', steps: 6, output_adapter: join(sd, 'adapter') });
-      expect(st.input_adapter).toBe(prev[stage] ? join(dir, 'stages', prev[stage]!, 'adapter') : null);
+      // Paths in run.json are relative to the run folder (a moved run stays whole).
+      expect(st).toMatchObject({ status: 'ok', steps: 6, output_adapter: join('stages', stage, 'adapter') });
+      expect(st.input_adapter).toBe(prev[stage] ? join('stages', prev[stage]!, 'adapter') : null);
       expect(steps(dir, stage)).toEqual([1, 2, 3, 4, 5, 6]);
       const summary = readJson(join(sd, 'summary.json'));
       expect(summary).toMatchObject({ stage, status: 'ok', input_adapter: st.input_adapter, output_adapter: st.output_adapter });
       // The sidecar saw the same lineage the controller recorded.
-      expect(readJson(join(sd, 'adapter', 'adapter_config.json')).posttrain.init_adapter).toBe(st.input_adapter);
+      expect(readJson(join(sd, 'adapter', 'adapter_config.json')).posttrain.init_adapter).toBe(st.input_adapter && join(dir, st.input_adapter));
       expect(readFileSync(join(sd, 'sidecar.log'), 'utf8')).toMatch(/fake sidecar: stage/);
     }
     // Canonical data: the sidecar reads mapped rows from the run folder.
@@ -104,7 +105,7 @@ describe('failures are typed, recorded and recoverable', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/The training sidecar exited with code 3 during stage dpo/);
     expect(r.err).toMatch(/fake: crashing at step 5/); // the stderr tail
-    expect(r.err).toMatch(/posttrain stage dpo --run \S+ (--runs-dir \S+ )?--resume/);
+    expect(r.err).toMatch(/posttrain run --resume --run \S+/);
     const dir = onlyRun(cwd);
     let run = readJson(join(dir, 'run.json'));
     expect(run.status).toBe('failed');
@@ -117,7 +118,7 @@ describe('failures are typed, recorded and recoverable', () => {
     const again = await cli(['stage', 'dpo', '--resume'], { cwd, env: fakeEnv(QUICK) });
     expect(again.code).toBe(0);
     run = readJson(join(dir, 'run.json'));
-    expect(run.stages.dpo).toMatchObject({ status: 'ok', resumed_from: join(dir, 'stages', 'dpo', 'checkpoints', 'checkpoint-4') });
+    expect(run.stages.dpo).toMatchObject({ status: 'ok', resumed_from: join('stages', 'dpo', 'checkpoints', 'checkpoint-4') });
     expect(steps(dir, 'dpo')).toEqual([1, 2, 3, 4, 5, 6]);
     // The resumed values equal the uninterrupted run's (the fake is deterministic in the step).
     const values = readMetrics(join(dir, 'stages', 'dpo', 'metrics.jsonl')).map((m) => m.values['train/loss']);
@@ -126,7 +127,7 @@ describe('failures are typed, recorded and recoverable', () => {
     expect(run.status).toBe('interrupted');
     const next = await cli(['stage', 'grpo'], { cwd, env: fakeEnv(QUICK) });
     expect(next.code).toBe(0);
-    expect(readJson(join(dir, 'run.json')).stages.grpo.input_adapter).toBe(join(dir, 'stages', 'dpo', 'adapter'));
+    expect(readJson(join(dir, 'run.json')).stages.grpo.input_adapter).toBe(join('stages', 'dpo', 'adapter'));
     recordReliability({ fault: 'sidecar exits mid-stage (fake, exit 3)', stage: 'dpo', injected: 1, survived: 1, lost: 0, outcome: 'stage failed with stderr tail; resume from checkpoint-4 gave steps 1..6 once each', test: 'fake-run: crash at step k' });
   });
 

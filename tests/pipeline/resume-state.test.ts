@@ -25,7 +25,8 @@ function snapshot(dir: string): Record<string, string> {
 describe('--resume of a completed stage', () => {
   it('says there is nothing to resume; adapter, metrics and run.json are untouched', async () => {
     const cwd = tmp();
-    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd, env: fakeEnv(QUICK) });
+    // max_steps as the fake trains (4), as a real stage's record and config agree.
+    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft', '--set', 'stages.sft.max_steps=4'], { cwd, env: fakeEnv(QUICK) });
     expect(r.code).toBe(0);
     const runDir = r.out.trim();
     const before = snapshot(runDir);

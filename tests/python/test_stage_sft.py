@@ -122,3 +122,34 @@ def test_resume_from_the_final_checkpoint_trains_nothing(full_run, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] - b[k]).abs().max().item() == 0, k
+
+
+def test_rotation_keeps_the_last_complete_checkpoint_until_the_next_is_marked(tmp_path, monkeypatch):
+    """save_total_limit 1, killed after checkpoint-20's files but before its completion marker:
+    checkpoint-10 must still be there, complete (transformers rotated before the marker)."""
+    from posttrain_sidecar import training
+
+    real_marker = training.write_complete_marker
+
+    class Killed(Exception):
+        pass
+
+    def marker(ckpt, **info):
+        if info["step"] == 20:
+            raise Killed()
+        return real_marker(ckpt, **info)
+
+    monkeypatch.setattr(training, "write_complete_marker", marker)
+    cfg = smoke_config(sft={"max_steps": 30, "save_steps": 10, "save_total_limit": 1})
+    with pytest.raises(Killed):
+        sft.run(make_request("sft", tmp_path, cfg), Recorder())
+    ckpts = tmp_path / "stages" / "sft" / "checkpoints"
+    assert (ckpts / "checkpoint-10" / "posttrain-complete.json").is_file()
+    assert not (ckpts / "checkpoint-20" / "posttrain-complete.json").exists()
+
+    # Uninterrupted, the limit still holds: one checkpoint left, the newest.
+    monkeypatch.setattr(training, "write_complete_marker", real_marker)
+    status, _ = sft.run(make_request("sft", tmp_path / "again", cfg), Recorder())
+    assert status == "ok"
+    left = (tmp_path / "again" / "stages" / "sft" / "checkpoints").glob("checkpoint-*")
+    assert sorted(p.name for p in left) == ["checkpoint-30"]

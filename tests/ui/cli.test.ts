@@ -64,7 +64,7 @@ describe('posttrain run --json', () => {
     expect(events.at(-2)).toMatchObject({ event: 'run_end', status: 'failed' });
     expect(events.at(-1)).toMatchObject({ event: 'error', code: 'sidecar_crashed_error', exit_code: 1 });
     expect(events.at(-1)!.message).toMatch(/exited with code 3 during stage dpo/);
-    expect(events.at(-1)!.hint).toMatch(/posttrain stage dpo --run \S+ (--runs-dir \S+ )?--resume/);
+    expect(events.at(-1)!.hint).toMatch(/posttrain run --resume --run \S+/);
     expect(events.some((e) => e.event === 'stage_end' && e.stage === 'dpo')).toBe(false); // the sidecar died mid-stage
     expect(r.err).toMatch(/^error: The training sidecar exited with code 3 during stage dpo/);
   });

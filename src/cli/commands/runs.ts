@@ -2,13 +2,16 @@ import type { Command } from 'commander';
 import { listRunsDetailed, loadRun, markInterruptedIfStale, runDir, type RunRecord } from '../../artifacts/index.js';
 import { STAGES } from '../../config/schema.js';
 import type { CliIO } from '../io.js';
+import { staleness } from '../../pipeline/lineage.js';
 import { describeRun } from '../../ui/show.js';
 import { addConfigOptions, addRunsDirOption, type RunsDirFlags, runsDirFor } from '../options.js';
 
-const stageCell = (r: RunRecord) =>
-  STAGES.filter((s) => r.stages_selected.includes(s) || r.stages[s])
-    .map((s) => `${s}:${r.stages[s]?.status ?? 'pending'}`)
+const stageCell = (r: RunRecord) => {
+  const lineage = staleness(r);
+  return STAGES.filter((s) => r.stages_selected.includes(s) || r.stages[s])
+    .map((s) => `${s}:${r.stages[s]?.status ?? 'pending'}${lineage[s]?.stale ? '(stale)' : ''}`)
     .join(' ');
+};
 
 export function registerRuns(program: Command, io: CliIO): void {
   addRunsDirOption(addConfigOptions(program.command('runs')))
@@ -19,7 +22,7 @@ export function registerRuns(program: Command, io: CliIO): void {
       // A run left "running" by a dead process shows as interrupted.
       let { runs, broken } = listRunsDetailed(dir);
       if (runs.some((r) => r.status === 'running' && markInterruptedIfStale(runDir(dir, r.id)))) ({ runs, broken } = listRunsDetailed(dir));
-      if (flags.json) return io.out(`${JSON.stringify({ runs, broken }, null, 2)}\n`);
+      if (flags.json) return io.out(`${JSON.stringify({ runs: runs.map((r) => ({ ...r, lineage: staleness(r) })), broken }, null, 2)}\n`);
       if (runs.length === 0 && broken.length === 0) return io.out(`no runs in ${dir}\n`);
       for (const r of runs) io.out(`${r.id}  ${r.status.padEnd(11)}  ${(r.preset ?? '-').padEnd(6)}  ${stageCell(r)}\n`);
       for (const b of broken) io.err(`warning: ${b.dir}: ${b.reason}\n`);
@@ -34,6 +37,6 @@ export function registerRuns(program: Command, io: CliIO): void {
       const { dir } = loadRun(runsDir, run);
       markInterruptedIfStale(dir);
       const { record } = loadRun(runsDir, run);
-      io.out(flags.json ? `${JSON.stringify(record, null, 2)}\n` : describeRun(dir, record));
+      io.out(flags.json ? `${JSON.stringify({ ...record, lineage: staleness(record) }, null, 2)}\n` : describeRun(dir, record));
     });
 }
