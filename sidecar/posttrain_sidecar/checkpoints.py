@@ -40,12 +40,27 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_complete_marker(checkpoint_dir: str | os.PathLike[str], **info: Any) -> Path:
-    """Mark ``checkpoint_dir`` complete. Call after every other file of the checkpoint is written."""
+    """Mark ``checkpoint_dir`` complete. Call after every other file of the checkpoint is written.
+    ``sha256`` holds every file's digest (subfolders too, by relative path): a resume names a file
+    damaged since and falls back to the previous complete checkpoint (artifacts/checkpoints.ts).
+    Cost: one read of the checkpoint (a LoRA checkpoint is a few MB)."""
     d = Path(checkpoint_dir)
     files = sorted(p.name for p in d.iterdir() if p.name != COMPLETE_MARKER and not p.name.startswith("."))
+    digests = {str(p.relative_to(d)): file_sha256(p) for p in sorted(d.rglob("*"))
+               if p.is_file() and p.name != COMPLETE_MARKER and not p.name.startswith(".")}
     marker = d / COMPLETE_MARKER
-    atomic_write_json(marker, {"complete": True, "written_at": time.time(), "files": files, **info})
+    atomic_write_json(marker, {"complete": True, "written_at": time.time(), "files": files, "sha256": digests, **info})
     return marker
 
 

@@ -4,6 +4,7 @@
 // completion marker last: a folder without it was cut short (crash mid-save) and is never resumed.
 // The marker's `step` is the stage-wide step (a later phase continues the earlier one's count);
 // the folder number is only the phase's own trainer step.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -78,4 +79,40 @@ export function listCheckpoints(stageDir: string): CheckpointInfo[] {
 export function newestCompleteCheckpoint(stageDir: string): CheckpointInfo | null {
   const complete = listCheckpoints(stageDir).filter((c) => c.complete);
   return complete[complete.length - 1] ?? null;
+}
+
+/**
+ * Why a complete checkpoint cannot be resumed from, or null when every file its marker lists
+ * still has the recorded sha256 (markers written before digests were recorded pass as they are).
+ */
+export function damageOf(ckpt: CheckpointInfo): string | null {
+  let digests: unknown;
+  try {
+    digests = (JSON.parse(fs.readFileSync(path.join(ckpt.path, CHECKPOINT_MARKER), 'utf8')) as { sha256?: unknown }).sha256;
+  } catch {
+    return `${CHECKPOINT_MARKER} is unreadable`;
+  }
+  if (typeof digests !== 'object' || digests === null) return null;
+  for (const [name, want] of Object.entries(digests as Record<string, unknown>)) {
+    const file = path.join(ckpt.path, name);
+    let got: string;
+    try {
+      got = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    } catch {
+      return `${name} is missing`;
+    }
+    if (got !== want) return `${name} changed since it was written (damaged)`;
+  }
+  return null;
+}
+
+/** The newest complete checkpoint whose files are intact; each damaged newer one is reported and skipped. */
+export function newestUsableCheckpoint(stageDir: string, onDamaged: (ckpt: CheckpointInfo, why: string) => void): CheckpointInfo | null {
+  const complete = listCheckpoints(stageDir).filter((c) => c.complete);
+  for (let i = complete.length - 1; i >= 0; i--) {
+    const why = damageOf(complete[i]!);
+    if (why === null) return complete[i]!;
+    onDamaged(complete[i]!, why);
+  }
+  return null;
 }

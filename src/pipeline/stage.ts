@@ -8,6 +8,7 @@ import {
   MetricsWriter,
   writeFileAtomic,
   newestCompleteCheckpoint,
+  newestUsableCheckpoint,
   type RunRecord,
   type StageRecord,
   stageDir as stageDirOf,
@@ -91,7 +92,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   let resumeFrom: string | null = null;
   let earlierAlerts: AlertRecord[] = [];
   if (opts.resume) {
-    const ckpt = newestCompleteCheckpoint(dir);
+    const ckpt = newestUsableCheckpoint(dir, (c, why) => ctx.progress.note(`warning: skipping checkpoint ${c.path} (step ${c.step}): ${why}; resuming from the one before`));
     if (!ckpt) {
       throw new UsageError(
         `Nothing to resume for stage ${stage}: ${join(dir, 'checkpoints')} holds no complete checkpoint.`,

@@ -10,10 +10,10 @@
 // 5-60 ms, so the test watches metrics.jsonl every 2 ms and the kill may land a step or two after
 // the drawn one. What counts is that it lands mid-training, which is asserted.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CHECKPOINT_MARKER, type MetricRecord, newestCompleteCheckpoint, readMetrics } from '../../src/artifacts/index.js';
+import { CHECKPOINT_MARKER, listCheckpoints, type MetricRecord, newestCompleteCheckpoint, readMetrics } from '../../src/artifacts/index.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
 import { type Child, isAlive, readJson, spawnCli, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
@@ -448,6 +448,39 @@ describe('fault tolerance with the real sidecar (smoke preset)', () => {
     expect(killed.code, killed.err).toBe(1);
     expect(previous, 'an older complete checkpoint').not.toBeNull();
     expect(previous!.step).toBeLessThan(newest.step);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(after).toMatchObject({ status: 'ok', resumed_from: relative(dir, previous!.path) });
+    assertChecked('sft', c);
+  }, 120_000);
+
+  it('a damaged optimizer.pt in the newest complete checkpoint is named and skipped; resume reproduces from the one before', async () => {
+    const cwd = tmp('posttrain-faults-damaged-');
+    const child = spawnCli(['run', '--preset', 'smoke', '--stages', 'sft', ...SETS], { cwd, env: ENV });
+    const hit = await injectAt(child, cwd, 'sft', draw(11, SFT_KILL.hi), ({ pid }) => process.kill(pid, 'SIGKILL'), { minCkpts: 2 });
+    const { dir } = hit;
+    const killed = await finish(child);
+    const newest = newestCompleteCheckpoint(stageDir(dir, 'sft'))!;
+    const optimizer = join(newest.path, 'optimizer.pt');
+    const bytes = readFileSync(optimizer);
+    bytes[bytes.length >> 1] ^= 0xff; // one flipped byte: the marker still says complete
+    writeFileSync(optimizer, bytes);
+    const previous = listCheckpoints(stageDir(dir, 'sft')).filter((k) => k.complete && k.step < newest.step).pop();
+    const resumed = await bin(['stage', 'sft', '--resume'], cwd);
+    const after = readJson(join(dir, 'run.json')).stages.sft;
+    const c = checkAgainstReference(dir, 'sft', previous?.step ?? 0);
+    const named = resumed.err.includes(`skipping checkpoint ${newest.path} (step ${newest.step}): optimizer.pt changed since it was written (damaged)`);
+    const survived = killed.code === 1 && previous !== undefined && named && resumed.code === 0 && after.resumed_from === relative(dir, previous.path) && c.ok;
+    recordReliability({
+      fault: 'damaged optimizer.pt in the newest complete checkpoint',
+      stage: 'sft',
+      injected: 1,
+      survived: survived ? 1 : 0,
+      lost: c.m.missing + c.m.duplicated,
+      outcome: `checkpoint step ${newest.step} named as damaged and skipped; resumed from step ${previous?.step}; adapter and metrics equal the uninterrupted run`,
+      test: TEST,
+    });
+    expect(killed.code, killed.err).toBe(1);
+    expect(named, resumed.err).toBe(true);
     expect(resumed.code, resumed.err).toBe(0);
     expect(after).toMatchObject({ status: 'ok', resumed_from: relative(dir, previous!.path) });
     assertChecked('sft', c);
