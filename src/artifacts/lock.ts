@@ -8,8 +8,10 @@
 // that both find the same stale lock cannot both win, and `.lock` never goes missing in between
 // (which would let a third process in by plain O_EXCL creation).
 //
-// Known limit: pid reuse. If the dead owner's pid now belongs to an unrelated live process, the
-// lock looks live; the error names the pid, command and start time so the user can tell.
+// Pid reuse: the lock also records the owner's process start time (Linux: /proc/<pid>/stat
+// field 22, clock ticks since boot). A live pid whose start time differs is another process that
+// got the dead owner's pid, so the lock is stale. Known limit: without /proc (macOS) or for locks
+// written before this field existed, only the pid's existence is checked.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -31,6 +33,8 @@ export interface LockInfo {
   started: string;
   /** What the owner is doing, e.g. `run --preset smoke`. */
   command: string;
+  /** The owner's process start time (/proc/<pid>/stat starttime), to tell a reused pid; null where unknown. */
+  pid_start?: string | null;
 }
 
 /** The run folder is in use by another process (or by this one, a second time). */
@@ -65,16 +69,39 @@ export function isPidAlive(pid: number): boolean {
   }
 }
 
-/** Stale = written on this host by a process that no longer exists. Other hosts' locks are never stale. */
+/** When the process with this pid started (clock ticks since boot), or null without /proc. */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Stale = written on this host by a process that no longer exists, or whose pid now belongs to a
+ * process that started at another time (pid reuse). Other hosts' locks are never stale.
+ */
 export function isLockStale(info: LockInfo): boolean {
-  return info.host === os.hostname() && !isPidAlive(info.pid);
+  if (info.host !== os.hostname()) return false;
+  if (!isPidAlive(info.pid)) return true;
+  const now = info.pid_start ? processStart(info.pid) : null;
+  return now !== null && now !== info.pid_start;
 }
 
 function parseLock(value: unknown): LockInfo | null {
   if (typeof value !== 'object' || value === null) return null;
   const v = value as Record<string, unknown>;
   if (typeof v.pid !== 'number' || typeof v.host !== 'string' || typeof v.started !== 'string') return null;
-  return { pid: v.pid, host: v.host, started: v.started, command: typeof v.command === 'string' ? v.command : '?' };
+  return {
+    pid: v.pid,
+    host: v.host,
+    started: v.started,
+    command: typeof v.command === 'string' ? v.command : '?',
+    ...(typeof v.pid_start === 'string' ? { pid_start: v.pid_start } : {}),
+  };
 }
 
 function ageMs(file: string): number {
@@ -202,7 +229,7 @@ function lockedError(runDir: string, state: LockState): RunLockedError {
  */
 export function acquireLock(runDir: string, command: string): () => void {
   const file = lockPath(runDir);
-  const mine: LockInfo = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command };
+  const mine: LockInfo = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command, pid_start: processStart(process.pid) };
   const text = `${JSON.stringify(mine, null, 2)}\n`;
   let state: LockState = { kind: 'none' };
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

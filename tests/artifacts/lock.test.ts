@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { acquireLock, ArtifactError, isLockStale, type LockInfo, readLock, RunLockedError } from '../../src/artifacts/index.js';
+import { acquireLock, ArtifactError, isLockStale, type LockInfo, processStart, readLock, RunLockedError } from '../../src/artifacts/index.js';
 import { childScript, deadPid, idleProcess, killAndReap, tempDir, waitForLine } from './helpers.js';
 
 function writeLock(dir: string, info: Partial<LockInfo>): LockInfo {
@@ -67,6 +67,23 @@ describe('acquireLock', () => {
     expect(fs.readdirSync(dir)).toEqual(['.lock']); // no takeover guard or temp file left
     release();
     expect(fs.existsSync(path.join(dir, '.lock'))).toBe(false);
+  });
+
+  it('a reused pid: the lock names a live unrelated process that started at another time; it is stale and taken over', async () => {
+    const dir = tempDir();
+    const stranger = idleProcess(); // alive, but not the process that wrote the lock
+    const start = processStart(stranger.pid!);
+    expect(start).toMatch(/^\d+$/);
+    writeLock(dir, { pid: stranger.pid!, pid_start: String(Number(start) - 100) });
+    expect(isLockStale(readLock(dir)!)).toBe(true);
+    const release = acquireLock(dir, 'resume'); // no "kill <stranger>" hint: the lock is taken over
+    expect(readLock(dir)).toMatchObject({ pid: process.pid, command: 'resume', pid_start: processStart(process.pid) });
+    release();
+    // The same pid with its real start time is the owner: respected.
+    writeLock(dir, { pid: stranger.pid!, pid_start: start });
+    expect(isLockStale(readLock(dir)!)).toBe(false);
+    expect(lockedError(() => acquireLock(dir, 'resume')).hint).toContain(`kill ${stranger.pid}`);
+    await killAndReap(stranger);
   });
 
   it('release only removes its own lock', () => {
