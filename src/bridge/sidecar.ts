@@ -86,6 +86,11 @@ export class Sidecar {
   private readonly pings = new Map<string, { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private readonly preflights = new Map<string, { resolve: (r: PreflightResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private lastSeen = Date.now();
+  /** When the watchdog last ran: a long gap means this process was stopped, not the sidecar. */
+  private lastTick = Date.now();
+  private get watchdogMs(): number {
+    return Math.max(100, (this.spec.heartbeatIntervalS * 1000) / 2);
+  }
   private watchdog: NodeJS.Timeout | undefined;
   private closing = false;
   private failure: Error | undefined;
@@ -174,7 +179,8 @@ export class Sidecar {
     // `protocol` (1.1+) tells the sidecar it may send event.metrics; an older sidecar ignores it.
     await this.send('hello.ack', { heartbeat_interval_s: this.spec.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
     this.lastSeen = Date.now();
-    this.watchdog = setInterval(() => this.checkHeartbeat(), Math.max(100, (this.spec.heartbeatIntervalS * 1000) / 2));
+    this.lastTick = Date.now();
+    this.watchdog = setInterval(() => this.checkHeartbeat(), this.watchdogMs);
   }
 
   /** Run one stage; resolves with its result (ok, error or cancelled), rejects if the process dies or hangs. */
@@ -374,7 +380,17 @@ export class Sidecar {
   }
 
   private checkHeartbeat(): void {
-    const silent = (Date.now() - this.lastSeen) / 1000;
+    const now = Date.now();
+    // This process itself was not running for a while (Ctrl-Z then fg, a suspended laptop): no
+    // heartbeat could be read meanwhile, and on waking this timer runs before the socket is read.
+    // Give the sidecar a fresh timeout instead of declaring a healthy one hung.
+    const stalled = now - this.lastTick > Math.max(2_000, 4 * this.watchdogMs);
+    this.lastTick = now;
+    if (stalled) {
+      this.lastSeen = now;
+      return;
+    }
+    const silent = (now - this.lastSeen) / 1000;
     if (silent <= this.spec.heartbeatTimeoutS || this.failure || !this.alive) return;
     this.fail(new SidecarHungError(silent, this.stderrTail(), this.pending?.stage ?? null));
     void this.kill();

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, fakeEnv, tmp } from '../helpers/cli.js';
+import { cli, fakeEnv, spawnCli, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
 const QUICK = { stages: { '*': { steps: 4, step_time_s: 0, save_every: 2 } } };
@@ -48,4 +48,31 @@ describe('--resume of a completed stage', () => {
     expect(again.err).toMatch(/To train it again from the start: `posttrain stage sft --run \S+/);
     expect(changed).toEqual([]);
   });
+});
+
+describe('a stopped controller (Ctrl-Z, then fg)', () => {
+  it('does not declare a healthy sidecar hung when it continues', async () => {
+    const cwd = tmp();
+    const slow = { stages: { '*': { steps: 16, step_time_s: 0.15, save_every: 4 } } };
+    const child = spawnCli(
+      ['run', '--preset', 'smoke', '--stages', 'sft', '--progress', 'plain', '--set', 'runtime.heartbeat_interval_s=0.2', '--set', 'runtime.heartbeat_timeout_s=1'],
+      { cwd, env: fakeEnv(slow) },
+    );
+    await waitFor(() => /sft: step \d+/.test(child.err()), 20_000, 'the first step');
+    process.kill(child.proc.pid!, 'SIGSTOP'); // the controller alone: its sidecar goes on beating
+    await new Promise((r) => setTimeout(r, 2_500)); // longer than heartbeat_timeout_s
+    process.kill(child.proc.pid!, 'SIGCONT');
+    const exit = await child.exit;
+    recordReliability({
+      fault: 'controller stopped (SIGSTOP) for 2.5x heartbeat_timeout_s, then continued',
+      stage: 'sft',
+      injected: 1,
+      survived: exit.code === 0 ? 1 : 0,
+      lost: 0,
+      outcome: exit.code === 0 ? 'no false "hung": the stage finished, exit 0' : `exit ${exit.code}: ${child.err().split('\n').filter((l) => l.startsWith('error')).join(' ')}`,
+      test: 'tests/pipeline/resume-state.test.ts',
+    });
+    expect(exit.code, child.err()).toBe(0);
+    expect(child.err()).not.toMatch(/stopped answering/);
+  }, 40_000);
 });
