@@ -60,6 +60,8 @@ export interface RunRecord {
   stages_selected: StageName[];
   config: Config;
   versions: Record<string, string>;
+  /** Earlier version sets, when a later attempt ran under other library versions (newest last). */
+  versions_history?: { until: string; versions: Record<string, string> }[];
   data: Record<string, DataRecord>;
   stages: Partial<Record<StageName, StageRecord>>;
   fake_sidecar?: boolean;

@@ -2,7 +2,7 @@
 // `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
 // run.json truthful, and shut the sidecar down whatever happens.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   newestCompleteCheckpoint,
   acquireLock,
@@ -297,8 +297,19 @@ async function withSidecar(
   try {
     progress.sidecarState('ready', `pid ${sidecar.hello.pid}`);
     runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
+    const now: Record<string, string> = { ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
+    const was = loadRun(dirname(dir), basename(dir)).record.versions;
+    const changed = TRACKED_VERSIONS.filter((k) => was[k] && now[k] && was[k] !== now[k]);
+    if (changed.length > 0) {
+      progress.note(
+        `warning: this run was trained with ${changed.map((k) => `${k} ${was[k]}`).join(', ')}; this sidecar has ${changed.map((k) => `${k} ${now[k]}`).join(', ')}. ` +
+          'A checkpoint resumed under other versions may not reproduce the run; run.json keeps both.',
+      );
+    }
     const updated = updateRun(dir, (r) => {
-      r.versions = { ...r.versions, ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
+      // Never overwrite what a run was trained with: the earlier set goes to versions_history.
+      if (changed.length > 0) r.versions_history = [...(r.versions_history ?? []), { until: new Date().toISOString(), versions: r.versions }];
+      r.versions = { ...r.versions, ...now };
     });
     const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
     // Before any stage is marked running: model config and tokenizer load, reward functions
@@ -324,3 +335,6 @@ function dataSpec(config: Config, target: DataTarget): string {
   const { path, format, columns, limit, on_bad_rows, max_chars } = sourceOf(config, target);
   return JSON.stringify({ path, format, columns, limit, on_bad_rows, max_chars });
 }
+
+/** Library versions whose change can change what a checkpoint resumes into. */
+const TRACKED_VERSIONS = ['torch', 'transformers', 'trl', 'peft', 'accelerate', 'bitsandbytes'];

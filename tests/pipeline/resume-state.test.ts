@@ -1,7 +1,7 @@
 // Resume semantics at the controller: --resume of a completed stage has nothing to resume and
 // leaves the adapter and run.json as they were (the sidecar side, a checkpoint already at
 // max_steps, is tests/python/test_stage_sft.py and test_stage_rlhf.py). Fake sidecar.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, fakeEnv, spawnCli, tmp, waitFor } from '../helpers/cli.js';
@@ -75,4 +75,34 @@ describe('a stopped controller (Ctrl-Z, then fg)', () => {
     expect(exit.code, child.err()).toBe(0);
     expect(child.err()).not.toMatch(/stopped answering/);
   }, 40_000);
+});
+
+describe('resuming under other library versions', () => {
+  it('warns with both versions and run.json keeps both', async () => {
+    const cwd = tmp();
+    const crash = { stages: { '*': { ...QUICK.stages['*'], crash_at_step: 3 } } };
+    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd, env: fakeEnv(crash) });
+    expect(r.code).toBe(1);
+    const dir = join(cwd, 'runs', readdirSync(join(cwd, 'runs')).filter((d) => !d.startsWith('.'))[0]!);
+    const file = join(dir, 'run.json');
+    const rec = JSON.parse(readFileSync(file, 'utf8'));
+    const ours = rec.versions.transformers;
+    rec.versions.transformers = '4.0.0-recorded'; // as if the run was trained elsewhere
+    writeFileSync(file, JSON.stringify(rec));
+    const resumed = await cli(['run', '--resume'], { cwd, env: fakeEnv(QUICK) });
+    const after = JSON.parse(readFileSync(file, 'utf8'));
+    const kept = after.versions_history?.[0]?.versions?.transformers === '4.0.0-recorded' && after.versions.transformers === ours;
+    recordReliability({
+      fault: 'resume under other library versions than the run was trained with',
+      stage: 'sft',
+      injected: 1,
+      survived: resumed.code === 0 && kept && resumed.err.includes('transformers 4.0.0-recorded') ? 1 : 0,
+      lost: 0,
+      outcome: 'warned with both versions; run.json keeps the earlier set in versions_history',
+      test: 'tests/pipeline/resume-state.test.ts',
+    });
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(resumed.err).toContain(`warning: this run was trained with transformers 4.0.0-recorded; this sidecar has transformers ${ours}`);
+    expect(kept).toBe(true);
+  });
 });
