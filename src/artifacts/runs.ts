@@ -14,8 +14,10 @@ import { acquireLock, isRunUnlocked, RunLockedError } from './lock.js';
 export const RUN_FILE = 'run.json';
 
 export type StageStatus = 'pending' | 'running' | 'ok' | 'failed' | 'cancelled' | 'interrupted';
-export type RunStatus = 'running' | 'ok' | 'failed' | 'cancelled' | 'interrupted';
-const RUN_STATUSES: readonly string[] = ['running', 'ok', 'failed', 'cancelled', 'interrupted'];
+/** `incomplete`: nothing failed or was interrupted, but some selected stage has not run yet
+ * (e.g. after `stage grpo --resume` finished grpo while rlhf is still pending). */
+export type RunStatus = 'running' | 'ok' | 'failed' | 'cancelled' | 'interrupted' | 'incomplete';
+const RUN_STATUSES: readonly string[] = ['running', 'ok', 'failed', 'cancelled', 'interrupted', 'incomplete'];
 
 export interface StageRecord {
   status: StageStatus;
@@ -32,6 +34,11 @@ export interface StageRecord {
   inputs?: { parent: StageName | null; adapter_sha256: string | null; data_sha256: Record<string, string> };
   /** sha256 of the adapter this stage wrote (weights + config), for its children's staleness checks. */
   output_sha256?: string | null;
+  /** The config this stage ran with when `posttrain stage` changed it (--preset/--config/--set);
+   * absent: the run's. The run's own config is never overwritten by one stage's changes. */
+  config?: Config;
+  /** The --set overrides of that change. */
+  overrides?: string[];
 }
 
 export interface DataRecord {
@@ -293,4 +300,9 @@ export function markInterruptedIfStale(dir: string): boolean {
   } finally {
     release();
   }
+}
+
+/** The config a stage runs with: its own when `posttrain stage` changed it, else the run's. */
+export function stageConfig(record: RunRecord, stage: StageName): Config {
+  return record.stages[stage]?.config ?? record.config;
 }

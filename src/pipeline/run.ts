@@ -14,6 +14,7 @@ import {
   type RunRecord,
   type RunStatus,
   runDir as runDirOf,
+  stageConfig,
   stageDir as stageDirOf,
   updateRun,
 } from '../artifacts/index.js';
@@ -144,10 +145,13 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     // We hold the lock, so a run still marked running was left by a process that died.
     let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
     // Before run.json takes the new config: a refused resume must leave the run as it was.
-    if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), cmd.override?.config ?? record.config, cmd.stage);
-    if (cmd.override && cmd.resume) checkResumeSafety(record.config, cmd.override.config, cmd.stage);
+    // The config this attempt runs with: the command's change, else the stage's own (or the run's).
+    const own = stageConfig(record, cmd.stage);
+    const config = cmd.override?.config ?? own;
+    if (cmd.resume) checkResumeWorldSize(stageDirOf(dir, cmd.stage), config, cmd.stage);
+    if (cmd.override && cmd.resume) checkResumeSafety(own, cmd.override.config, cmd.stage);
     const done = record.stages[cmd.stage];
-    const maxSteps = stageMaxSteps((cmd.override?.config ?? record.config), cmd.stage);
+    const maxSteps = stageMaxSteps(config, cmd.stage);
     if (cmd.resume && done?.status === 'ok' && (maxSteps === null || (done.steps ?? 0) >= maxSteps)) {
       // Resuming a finished stage would train past max_steps and replace a good adapter (a raised
       // max_steps is an extension and goes on).
@@ -160,21 +164,15 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     // Refused before anything changes or a sidecar starts: a parent that is missing, failed,
     // stale or corrupted (lineage.ts) would otherwise mean training from the base model.
     resolveParent(record, dir, cmd.stage);
-    if (cmd.override) {
-      record = updateRun(dir, (r) => {
-        r.config = cmd.override!.config;
-        r.overrides = [...r.overrides, ...cmd.override!.overrides];
-      });
-    }
     // A data source that changed (path, mapping, limit…) takes a new snapshot: run.json never
     // names a file the stage did not train on.
     const missing = targetsForStage(cmd.stage).filter((t) => {
       const had = record.data[t];
       if (!had) return true;
-      return had.spec !== undefined ? had.spec !== dataSpec(record.config, t) : had.source !== sourceOf(record.config, t).path;
+      return had.spec !== undefined ? had.spec !== dataSpec(config, t) : had.source !== sourceOf(config, t).path;
     });
     if (missing.length > 0) {
-      const data = await prepareData(record.config, [cmd.stage], dir, progress);
+      const data = await prepareData(config, [cmd.stage], dir, progress);
       record = updateRun(dir, (r) => Object.assign(r.data, data));
     }
     record = updateRun(dir, (r) => {
@@ -183,8 +181,8 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     });
     progress.runStart({ runId: record.id, runDir: dir, stages: [cmd.stage], resume: true });
     started = true;
-    await withSidecar(record.config, [cmd.stage], io, dir, interrupt, progress, async (ctx) => {
-      ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume });
+    await withSidecar(config, [cmd.stage], io, dir, interrupt, progress, async (ctx) => {
+      ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume, override: cmd.override });
     });
     const settled = settle(dir, null);
     status = settled.status;
@@ -253,11 +251,25 @@ function statusFor(e: unknown): RunStatus {
   return e instanceof InterruptedError ? 'interrupted' : 'failed';
 }
 
-/** The run's status after an attempt: ok only when every selected stage is ok. */
+/**
+ * The run's status after an attempt: ok only when every selected stage is ok; after a successful
+ * attempt that left stages to do, what those stages say (a failed or interrupted one), else
+ * `incomplete` — never a stale "interrupted" once the interrupted stage was resumed to the end.
+ */
 function settle(dir: string, status: RunStatus | null): RunRecord {
   return updateRun(dir, (r) => {
-    const all = r.stages_selected.every((s) => r.stages[s]?.status === 'ok');
-    r.status = status === null || status === 'ok' ? (all ? 'ok' : 'interrupted') : status;
+    if (status !== null && status !== 'ok') {
+      r.status = status;
+      return;
+    }
+    const states = r.stages_selected.map((s) => r.stages[s]?.status ?? 'pending');
+    r.status = states.every((s) => s === 'ok')
+      ? 'ok'
+      : states.includes('failed')
+        ? 'failed'
+        : states.includes('interrupted') || states.includes('cancelled')
+          ? 'interrupted'
+          : 'incomplete';
   });
 }
 

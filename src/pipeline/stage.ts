@@ -10,6 +10,7 @@ import {
   newestCompleteCheckpoint,
   newestUsableCheckpoint,
   type RunRecord,
+  stageConfig,
   type StageRecord,
   stageDir as stageDirOf,
   truncateMetricsAfter,
@@ -19,7 +20,7 @@ import {
 import { StageFailedError, SidecarCrashedError, SidecarHungError } from '../bridge/errors.js';
 import type { Sidecar } from '../bridge/sidecar.js';
 import type { StageResult } from '../bridge/protocol.js';
-import { STAGES, type StageName } from '../config/schema.js';
+import { type Config, STAGES, type StageName } from '../config/schema.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { targetsForStage } from '../data/targets.js';
 import type { Interrupt } from './interrupt.js';
@@ -78,7 +79,11 @@ function keepAlertsUpTo(file: string, step: number, warn: (m: string) => void): 
   return records;
 }
 
-export async function executeStage(ctx: StageContext, stage: StageName, opts: { resume: boolean }): Promise<RunRecord> {
+export async function executeStage(
+  ctx: StageContext,
+  stage: StageName,
+  opts: { resume: boolean; override?: { config: Config; overrides: string[] } | null },
+): Promise<RunRecord> {
   const dir = stageDirOf(ctx.runDir, stage);
   // Before anything is touched. Never silently from the base model: a missing, failed, stale or changed parent is refused.
   const input = resolveParent(ctx.record, ctx.runDir, stage);
@@ -123,7 +128,10 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     resumed_from: resumeFrom === null ? null : toRun(ctx.runDir, resumeFrom),
     inputs: stageInputs(ctx.record, stage, input),
     error: null,
+    // This attempt's own config, when the command changed it: recorded on the stage only.
+    ...(opts.override ? { config: opts.override.config, overrides: opts.override.overrides } : {}),
   });
+  const config = stageConfig(record, stage);
 
   const logFile = join(dir, 'sidecar.log');
   const log = logAppender(logFile, ctx.progress);
@@ -131,7 +139,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   const metrics = new MetricsWriter(join(dir, 'metrics.jsonl'));
   let lastStep = 0;
   // Rules that already warned before the checkpoint stay quiet on resume (one alert per stage).
-  const monitor = new HealthMonitor(stage, record.config.monitor, record.config, earlierAlerts.map((a) => a.rule));
+  const monitor = new HealthMonitor(stage, config.monitor, config, earlierAlerts.map((a) => a.rule));
   const alertLog = logAppender(join(dir, 'alerts.jsonl'), ctx.progress);
   // The stage's alerts for summary.json: those kept from before the checkpoint, then this attempt's.
   const alerts: AlertRecord[] = [...earlierAlerts];
@@ -152,7 +160,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
   };
   const offCancel = ctx.interrupt.onCancel(() => ctx.sidecar.cancel());
   const offForce = ctx.interrupt.onForce(() => void ctx.sidecar.kill());
-  ctx.progress.stageStart(stage, record.config, resumeFrom);
+  ctx.progress.stageStart(stage, config, resumeFrom);
 
   const finish = (patch: Partial<StageRecord>) => (record = updateStage(ctx.runDir, stage, { finished: new Date().toISOString(), steps: lastStep, ...patch }));
 
@@ -161,7 +169,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
     result = await ctx.sidecar.runStage(
       {
         stage,
-        config: record.config,
+        config,
         stage_dir: dir,
         data: Object.fromEntries(targetsForStage(stage).map((t) => [t, inRun(ctx.runDir, record.data[t]?.canonical) ?? ''])),
         init_adapter: inputAdapter,
@@ -220,7 +228,7 @@ export async function executeStage(ctx: StageContext, stage: StageName, opts: { 
 
   if (stop) {
     finish({ status: 'failed', error: { code: `health/${stop.rule}`, message: stop.message } });
-    throw new HealthStopError(stage, stop, { runDir: ctx.runDir, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: record.config.monitor });
+    throw new HealthStopError(stage, stop, { runDir: ctx.runDir, checkpoint: newestCompleteCheckpoint(dir) !== null, monitor: config.monitor });
   }
 
   if (result.status === 'ok') {

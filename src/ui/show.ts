@@ -31,6 +31,7 @@ export function describeRun(dir: string, r: RunRecord): string {
     out.push(`    ${s.padEnd(5)} ${(stale ? `${st.status} STALE` : st.status).padEnd(11)} steps ${st.steps ?? '-'}${shown.length ? `  ${shown.map(([k, v]) => `${k}=${v === null ? '–' : Number(v.toFixed(4))}`).join(' ')}` : ''}`);
     out.push(`          from ${st.input_adapter ?? 'base model'}${st.resumed_from ? `, resumed from ${st.resumed_from}` : ''}`);
     if (st.output_adapter) out.push(`          adapter ${st.output_adapter}`);
+    if (st.config) out.push(`          config  its own${st.overrides?.length ? `: ${st.overrides.map((o) => `--set ${o}`).join(' ')}` : ' (stage --preset/--config)'}`);
     if (stale) out.push(`          stale: ${stale}; \`${resumeRunCommand(dir)}\` re-runs it`);
     if (st.error) out.push(`          error [${st.error.code}] ${st.error.message}`);
   }

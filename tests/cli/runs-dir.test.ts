@@ -42,7 +42,7 @@ describe('runs folder from the config, for every command', () => {
     const stage = await cli(['stage', 'dpo', '--preset', 'smoke', '--config', 'my.yaml', '--set', 'stages.dpo.beta=0.2'], { cwd, env: fakeEnv(QUICK) });
     expect(stage.code, stage.err).toBe(0);
     expect(stage.out.trim()).toBe(runDir);
-    expect(readJson(join(runDir, 'run.json')).config.stages.dpo.beta).toBe(0.2);
+    expect(readJson(join(runDir, 'run.json')).stages.dpo.config.stages.dpo.beta).toBe(0.2);
     expect(readFileSync(join(unrelated.out.trim(), 'run.json'), 'utf8')).toBe(unrelatedJson);
   });
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadRun } from '../../artifacts/index.js';
+import { loadRun, stageConfig } from '../../artifacts/index.js';
 import type { Plain } from '../../config/layers.js';
 import { type ResolvedConfig, resolveConfig } from '../../config/resolve.js';
 import { STAGES, type StageName } from '../../config/schema.js';
@@ -33,8 +33,10 @@ export function registerStage(program: Command, io: CliIO): void {
     .addHelpText(
       'after',
       `
-Without --preset/--config the run's own resolved config is used, with any --set/--stop-on applied
-over it. With --preset/--config the new config replaces the run's. With --resume only changes the
+Without --preset/--config the stage's own config (the run's, unless an earlier \`stage\` changed it)
+is used, with any --set/--stop-on applied over it. With --preset/--config the new config replaces
+it for this stage. Either way the change is recorded on the stage in run.json; the run's config
+stays as it was. With --resume only changes the
 checkpoint survives are accepted (e.g. max_steps).
 
 Examples:
@@ -54,7 +56,7 @@ Examples:
       else if ((opts.set ?? []).length > 0) {
         // Only --set / --stop-on: layer them over the run's own config, keeping its provenance.
         const { record } = loadRun(runsDir, flags.run);
-        const base = { source: `run ${record.id}`, baseDir: io.cwd, data: record.config as unknown as Plain };
+        const base = { source: `run ${record.id}`, baseDir: io.cwd, data: stageConfig(record, stage) as unknown as Plain };
         override = { ...resolveConfig({ ...opts, set, base, cwd: io.cwd }), preset: record.preset, configFile: record.config_file };
       }
       // What the user asked for; the runs_dir pin is bookkeeping, not an override.
