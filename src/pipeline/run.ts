@@ -34,7 +34,7 @@ import { checkResumeSafety, checkResumeWorldSize } from './resume.js';
 import { sidecarPreflight } from './sidecar-preflight.js';
 import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
-import { stageCommand } from './commands.js';
+import { resumeRunCommand, stageCommand } from './commands.js';
 import { resolveParent, staleness, toRun } from './lineage.js';
 
 export interface RunOutcome {
@@ -185,6 +185,10 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
       ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume, override: cmd.override });
     });
     const settled = settle(dir, null);
+    const stale = Object.entries(staleness(settled)).filter(([, v]) => v?.stale);
+    if (stale.length > 0) {
+      progress.note(`now stale: ${stale.map(([s, v]) => `${s} (${v!.reason})`).join('; ')}. \`${resumeRunCommand(dir)}\` re-runs them in order.`);
+    }
     status = settled.status;
     return { runDir: dir, record: settled };
   } catch (e) {

@@ -8,7 +8,9 @@ import { esc } from './escape.js';
 import { badge, type Cell, code, kvTable, pathCell, raw, runHeaders, runLabels, table } from './html.js';
 import { renderStage } from './stage.js';
 import { CSS } from './style.js';
-import { STAGES } from '../config/schema.js';
+import { STAGES, type StageName } from '../config/schema.js';
+import type { RunRecord } from '../artifacts/index.js';
+import { type Staleness, staleness } from '../pipeline/lineage.js';
 
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
@@ -73,12 +75,15 @@ function lineageSection(runs: readonly RunData[]): string {
   runs.forEach((r, i) => {
     if (runs.length > 1) out.push(`<p>${runHeaders(runs)![i]!.html}</p>`);
     const nodes = [`<div class="node"><b>base model</b><span class="mono">${esc(r.record.config?.model?.id ?? '?')}</span></div>`];
+    const stale = lineageOf(r.record);
     for (const s of r.stages) {
       const rec = s.record;
+      const why = stale[s.name as StageName];
       const from = rec?.input_adapter ? `from ${pathCell(rec.input_adapter, r.dir)!.html}` : 'from the base model';
       const resumed = rec?.resumed_from ? `<br>resumed from ${pathCell(rec.resumed_from, r.dir)!.html}` : '';
       const adapter = rec?.output_adapter ? pathCell(rec.output_adapter, r.dir)!.html : '<span class="muted">no adapter</span>';
-      nodes.push(`<div class="node"><b>${esc(s.name)} ${badge(rec?.status ?? 'pending', rec?.status ?? 'pending').html}</b>${adapter}<div class="muted">${from}${resumed}</div></div>`);
+      const staleNote = why?.stale ? `<div class="stale">stale: ${esc(why.reason ?? '')}</div>` : '';
+      nodes.push(`<div class="node"><b>${esc(s.name)} ${badge(rec?.status ?? 'pending', rec?.status ?? 'pending').html}${why?.stale ? ` ${badge('stale', 'failed').html}` : ''}</b>${adapter}<div class="muted">${from}${resumed}</div>${staleNote}</div>`);
     }
     const rm = r.stages.find((s) => s.name === 'rlhf')?.summary?.sidecar as Record<string, unknown> | undefined;
     const rmPath = typeof (rm?.reward_model as Record<string, unknown> | undefined)?.path === 'string' ? ((rm!.reward_model as Record<string, unknown>).path as string) : null;
@@ -139,4 +144,13 @@ export function renderPage(runs: readonly RunData[], opts: PageOptions): string 
     '</main></body></html>',
     '',
   ].join('\n');
+}
+
+/** Staleness of a run read leniently (a partial run.json has no lineage to show). */
+function lineageOf(record: unknown): Partial<Record<StageName, Staleness>> {
+  try {
+    return staleness(record as RunRecord);
+  } catch {
+    return {};
+  }
 }

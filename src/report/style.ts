@@ -56,6 +56,7 @@ details[open] > summary { margin-bottom: 10px; }
 .flow { display: flex; flex-wrap: wrap; align-items: stretch; gap: 6px; margin: 4px 0 10px; }
 .flow .node { border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; background: #f9fafb; min-width: 140px; max-width: 300px; }
 .flow .node b { display: block; font-size: 13px; }
+.flow .node .stale { color: #b42318; font-size: 12px; }
 .flow .node .mono { color: var(--muted); word-break: break-all; }
 .flow .arrow { align-self: center; color: #94a3b8; font-size: 18px; }
 table.samples td { width: 33%; }

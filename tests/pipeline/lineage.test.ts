@@ -28,6 +28,10 @@ describe('stale stages', () => {
     const dir = await fullRun(cwd);
     const again = await cli(['stage', 'sft', '--set', 'stages.sft.learning_rate=0.01'], { cwd, env: fakeEnv(QUICK) });
     expect(again.code, again.err).toBe(0);
+    expect(again.err).toContain('now stale: dpo (sft was re-run after it (it trained on an earlier sft adapter)); grpo (its parent dpo is stale); rlhf (its parent grpo is stale).');
+    expect(again.err).toMatch(/`posttrain run --resume --run \S+[^`]*` re-runs them in order/);
+    const report = await cli(['report'], { cwd });
+    expect(readFileSync(report.out.trim(), 'utf8')).toContain('stale: sft was re-run after it (it trained on an earlier sft adapter)');
 
     const listed = (await cli(['runs'], { cwd })).out;
     const shown = (await cli(['show'], { cwd })).out;
