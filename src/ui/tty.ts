@@ -9,6 +9,13 @@
 // (`ESC[2K`), and clears anything below (`ESC[J`) if the block got shorter. Lines are cut to the
 // terminal's width minus one, because a line that wraps would add a row the cursor-up count
 // does not know about. Time and output are injected so tests can record frames exactly.
+//
+// Laid out for the width it has, and only the width: which columns show (the bar needs room for
+// the metrics beside it) depends on the terminal's width, never on the text of the moment, so
+// the bar does not come and go and columns do not shift as statuses and numbers change. A metric
+// or clock that does not fit is left out whole, never cut mid-number. Text printed above the
+// block is wrapped at word boundaries. When the terminal got narrower since the last frame,
+// the old lines have reflowed into more rows: the cursor goes up by those rows, not the line count.
 import type { StageName } from '../config/schema.js';
 import { alertText, fmt, keyMetricsNow, type Progress, totalSteps } from './progress.js';
 import { formatDuration, RunTracker, type StageView } from './track.js';
@@ -52,21 +59,56 @@ const SGR: Record<Style, string> = { green: '32', red: '31', yellow: '33', cyan:
 interface Segment {
   text: string;
   style?: Style;
+  /** Shown whole or not at all (a metric, a clock): never cut mid-number. */
+  whole?: boolean;
 }
 
 /** Join segments, cut to `width` visible characters; colour codes never count and never get cut. */
 function fit(segments: Segment[], width: number, color: boolean): string {
   let left = width;
   let out = '';
-  for (const { text, style } of segments) {
+  for (const { text, style, whole } of segments) {
     if (left <= 0) break;
     const chars = Array.from(text);
+    if (whole && chars.length > left) break; // and everything after it: columns stay in order
     const piece = chars.slice(0, left).join('');
     left -= Math.min(chars.length, left);
     out += color && style && piece ? `${ESC}${SGR[style]}m${piece}${ESC}0m` : piece;
   }
   return out;
 }
+
+/** Text wrapped at spaces to `width` columns; continuation lines indented by two spaces. */
+export function wrapWords(text: string, width: number): string[] {
+  const out: string[] = [];
+  for (const para of text.split('\n')) {
+    let line = '';
+    for (const word of para.split(' ')) {
+      const candidate = line === '' ? word : `${line} ${word}`;
+      if (Array.from(candidate).length <= width || line.trim() === '') {
+        line = candidate;
+        continue;
+      }
+      out.push(line);
+      line = `  ${word}`;
+    }
+    // A single word longer than the line is cut where it must be (a path, a URL).
+    while (Array.from(line).length > width) {
+      out.push(Array.from(line).slice(0, width).join(''));
+      line = `  ${Array.from(line).slice(width).join('')}`;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+/** The widest status word (statusWord): the status column is this wide whatever the words now. */
+const STATUS_WIDTH = 11;
+/** Room the key metrics get before the bar is shown at all (`margin -0.1234  acc 0.5000`). */
+const METRICS_ROOM = 30;
+
+/** A word cut to `n` columns with an ellipsis (an unforeseen, longer status). */
+const cut = (word: string, n: number) => (Array.from(word).length <= n ? word : `${Array.from(word).slice(0, n - 1).join('')}…`);
 
 const ENDED: Record<string, { glyph: string; style: Style }> = {
   ok: { glyph: '✓', style: 'green' },
@@ -83,7 +125,7 @@ function statusWord(v: StageView): string {
     case 'resuming':
       return `${v.status}…`;
     case 'loading_model':
-      return 'loading model…';
+      return 'loading…';
     case 'training':
       // RLHF's phase shows in its metrics' names (rm loss / rm acc, then reward / kl).
       return 'training';
@@ -134,7 +176,8 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
     } else if (sc.state === 'stopping') {
       segs.push({ text: ' · stopping sidecar…', style: 'dim' });
     }
-    return segs;
+    // The run id may be cut; a state with its clock shows whole or not at all.
+    return segs.map((seg, i) => (i === 0 ? seg : { ...seg, whole: true }));
   };
 
   const stageLine = (v: StageView, l: Layout): Segment[] => {
@@ -144,7 +187,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
     const segs: Segment[] = [
       end ? { text: `${end.glyph} `, style: end.style } : { text: '▸ ', style: 'cyan' },
       { text: name },
-      { text: statusWord(v).padEnd(l.status + 1), style: end?.style },
+      { text: cut(statusWord(v), l.status).padEnd(l.status + 1), style: end?.style },
     ];
     const step = v.step ?? 0;
     if (v.total !== null) {
@@ -155,46 +198,54 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
       segs.push({ text: `step ${step}`.padEnd(l.steps + 1 + (l.bar ? BAR_WIDTH + 3 : 0)) });
     }
     const elapsed = track.elapsedS(v);
-    segs.push({ text: `${elapsed === null ? '' : formatDuration(elapsed)}`.padEnd(7) });
+    segs.push({ text: `${elapsed === null ? '' : formatDuration(elapsed)}`.padEnd(7), whole: true });
     if (l.eta) {
       const eta = v.active && v.total !== null ? track.etaS(v) : undefined;
-      segs.push({ text: (eta === undefined ? '' : `eta ${eta === null ? '–' : formatDuration(eta)}`).padEnd(10), style: 'dim' });
+      // Narrow (no bar): `~1m05s` in 7 columns, so a DPO line keeps all three metrics at 80 columns.
+      const left = eta === undefined ? '' : `${l.bar ? 'eta ' : '~'}${eta === null ? '–' : formatDuration(eta)}`;
+      segs.push({ text: left.padEnd(l.bar ? 10 : 7), style: 'dim', whole: true });
     }
     const shown = keyMetricsNow(v.stage, v.phase).filter((k) => k in v.values);
-    shown.forEach((k, i) => segs.push({ text: `${i ? '  ' : ' '}${LABELS[k] ?? k} ${fmt(v.values[k])}` }));
+    const gap = l.bar ? '  ' : ' '; // narrow: one space, so three DPO metrics fit 80 columns
+    shown.forEach((k, i) => segs.push({ text: `${i ? gap : ' '}${LABELS[k] ?? k} ${fmt(v.values[k])}`, whole: true }));
     return segs;
   };
 
-  const visible = (segs: Segment[]) => segs.reduce((n, s) => n + Array.from(s.text).length, 0);
-
-  const frame = (): string[] => {
-    const width = Math.max(20, (columns() || 80) - 1);
+  const frame = (width: number): string[] => {
     const views = [...track.stages.values()];
-    const layout: Layout = {
-      status: Math.max(0, ...views.filter((v) => v.startedAt !== null).map((v) => statusWord(v).length)),
-      steps: Math.max(5, ...views.map((v) => (v.total === null ? 0 : `${v.total}/${v.total}`.length))),
-      eta: views.some((v) => v.active && v.total !== null),
-      bar: true,
-    };
-    const lines = views.map((v) => stageLine(v, layout));
-    // A narrow terminal loses the bar (step/total says the same) before it loses metrics.
-    const narrow = lines.some((segs) => visible(segs) > width);
-    const stages = narrow ? views.map((v) => stageLine(v, { ...layout, bar: false })) : lines;
-    return [header(), ...stages].map((segs) => fit(segs, width, color).trimEnd());
+    // Room for 999/999 from the first frame (a later stage's total is not known before it starts);
+    // only a stage of 1,000+ steps widens it, once, when it starts.
+    const steps = Math.max(7, ...views.map((v) => (v.total === null ? 0 : `${v.total}/${v.total}`.length)));
+    const fixed = 2 + 6 + STATUS_WIDTH + 1 + steps + 1 + 7 + 7;
+    // A narrow terminal has no bar (step/total says the same), so the metrics keep their room.
+    const layout: Layout = { status: STATUS_WIDTH, steps, eta: true, bar: width >= fixed + BAR_WIDTH + 3 + METRICS_ROOM };
+    return [header(), ...views.map((v) => stageLine(v, layout))].map((segs) => fit(segs, width, color).trimEnd());
   };
+
+  /** The screen's columns now, and the width our lines are cut to (one less: never wrap). */
+  const cols = () => Math.max(21, columns() || 80);
+  /** Visible lengths of the drawn lines and the columns they were drawn at. */
+  let drawnLens: number[] = [];
+  let drawnCols = 0;
+  /** Rows the drawn block takes now: more than its lines when the terminal narrowed and reflowed them. */
+  const drawnRows = (now: number) =>
+    now >= drawnCols ? drawn.length : drawnLens.reduce((n, len) => n + Math.max(1, Math.ceil(len / now)), 0);
 
   /** Draw the block again below `above` (text that scrolls away), in a single write. */
   const draw = (above = '') => {
-    const lines = frame();
-    if (above === '' && lines.length === drawn.length && lines.every((l, i) => l === drawn[i])) return;
+    const c = cols();
+    const lines = frame(c - 1);
+    if (above === '' && c === drawnCols && lines.length === drawn.length && lines.every((l, i) => l === drawn[i])) return;
     let out = cursorHidden ? '' : HIDE_CURSOR;
     cursorHidden = true;
-    if (drawn.length > 0) out += `\r${ESC}${drawn.length}A`;
+    if (drawn.length > 0) out += `\r${ESC}${drawnRows(c)}A`;
     if (above !== '') out += `${ESC}J${above}`;
     for (const l of lines) out += `${ESC}2K${l}\n`;
-    if (above === '' && lines.length < drawn.length) out += `${ESC}J`;
+    if (above === '' && (lines.length < drawn.length || c < drawnCols)) out += `${ESC}J`;
     write(out);
     drawn = lines;
+    drawnLens = lines.map((l) => Array.from(l.replace(/\x1b\[[0-9;]*m/g, '')).length);
+    drawnCols = c;
     lastDraw = now();
   };
 
@@ -206,7 +257,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
   };
   /** Permanent text: above the live block while there is one, else simply written. */
   const print = (text: string, style?: Style) => {
-    const lines = text.split('\n').map((l) => (color && style ? `${ESC}${SGR[style]}m${l}${ESC}0m` : l));
+    const lines = wrapWords(text, cols() - 1).map((l) => (color && style ? `${ESC}${SGR[style]}m${l}${ESC}0m` : l));
     const block = `${lines.join('\n')}\n`;
     if (live) draw(block);
     else write(block);

@@ -140,7 +140,7 @@ describe.skipIf(!hasScript)('the real bin on a pseudo-terminal', () => {
     // Above: the run line and the test-hook note; then the final block, once; then the run folder (stdout).
     expect(rows[0]).toBe(`run ${dir.split('/').pop()}: ${dir}`);
     expect(rows.filter((r) => r.startsWith('run ') && r.includes(' · '))).toHaveLength(1);
-    expect(rows.slice(-4, -1).join('\n')).toMatch(/^run \S+ · ok in \d+\.\ds\n✓ sft  ok \[####------\] 12\/30 +\d+\.\ds +loss 0\.0769\n✓ dpo  ok \[####------\] 12\/30 +\d+\.\ds +loss 0\.0769$/);
+    expect(rows.slice(-4, -1).join('\n')).toMatch(/^run \S+ · ok in \d+\.\ds\n✓ sft  ok +\[####------\] 12\/30 +\d+\.\ds +loss 0\.0769\n✓ dpo  ok +\[####------\] 12\/30 +\d+\.\ds +loss 0\.0769$/);
     expect(rows.at(-1)).toBe(dir);
   });
 });

@@ -52,15 +52,15 @@ describe('the TTY view replaying a real smoke run', () => {
     // Everything above the block scrolled away once; the block is on screen exactly once.
     expect(v.screen.text()).toMatchInlineSnapshot(`
       "run 20261125-092854-347d: /runs/20261125-092854-347d
-      rlhf: alert: step 108: 100% of completions hit stages.rlhf.policy.max_completion_length for 5 logged
-       steps in a row (mean length 16): rewards are judging cut-off text.
-      rlhf:   hint: raise stages.rlhf.policy.max_completion_length (now 16), or teach the model to stop fi
-      rst (SFT on completions that end with EOS).
+      rlhf: alert: step 108: 100% of completions hit stages.rlhf.policy.max_completion_length for 5
+        logged steps in a row (mean length 16): rewards are judging cut-off text.
+      rlhf:   hint: raise stages.rlhf.policy.max_completion_length (now 16), or teach the model to stop
+        first (SFT on completions that end with EOS).
       run 20261125-092854-347d · ok in 13s
-      ✓ sft  ok [##########] 30/30   2.7s    loss 4.9090
-      ✓ dpo  ok [##########] 30/30   1.6s    loss 0.5356  margin 0.3485  acc 1.0000
-      ✓ grpo ok [##########] 30/30   3.0s    reward 1.1563  kl 2.8516
-      ✓ rlhf ok [##########] 120/120 2.6s    reward -2.1078  kl 0.0531"
+      ✓ sft  ok          [##########] 30/30   2.7s              loss 4.9090
+      ✓ dpo  ok          [##########] 30/30   1.6s              loss 0.5356  margin 0.3485  acc 1.0000
+      ✓ grpo ok          [##########] 30/30   3.0s              reward 1.1563  kl 2.8516
+      ✓ rlhf ok          [##########] 120/120 2.6s              reward -2.1078  kl 0.0531"
     `);
     expect(v.screen.cursorVisible).toBe(true);
     expect(v.writes.at(-1)!.text).toBe(SHOW_CURSOR);
@@ -99,7 +99,7 @@ describe('the TTY view replaying a real smoke run', () => {
     expect(alert).toBeGreaterThan(0);
     expect(header).toBeGreaterThan(alert);
     expect(rows.filter((r) => r.startsWith('run 20261125-092854-347d ·'))).toHaveLength(1);
-    expect(v.block(5).at(-1)).toMatch(/^▸ rlhf training \[#########-\] 108\/120 /);
+    expect(v.block(5).at(-1)).toMatch(/^▸ rlhf training +\[#########-\] 108\/120 /);
   });
 });
 
@@ -118,7 +118,7 @@ describe('the TTY view, unit by unit', () => {
     expect(v.block(2)[0]).toBe('run r1 · sidecar ready in 3.5s · preflight checks… 1.5s');
     v.progress.stageStart('sft', SFT, null);
     v.progress.state('sft', 'loading_model', '/models/x');
-    expect(v.block(2)).toEqual(['run r1 · sidecar ready in 3.5s', '▸ sft  loading model… [----------] 0/30  0.0s   eta –']);
+    expect(v.block(2)).toEqual(['run r1 · sidecar ready in 3.5s', '▸ sft  loading…    [----------] 0/30    0.0s   eta –']);
   });
 
   it('computes the ETA from the recent step rate and counts it down between steps', () => {
@@ -127,18 +127,18 @@ describe('the TTY view, unit by unit', () => {
     v.progress.stageStart('sft', SFT, null);
     v.clock.t = 1000;
     v.progress.metric('sft', 1, { 'train/loss': 2 });
-    expect(v.block(1)[0]).toBe('▸ sft  starting… [----------] 1/30  1.0s   eta –      loss 2.0000');
+    expect(v.block(1)[0]).toBe('▸ sft  starting…   [----------] 1/30    1.0s   eta –      loss 2.0000');
     v.clock.t = 1400;
     v.progress.state('sft', 'training', null);
     v.clock.t = 1500;
     v.progress.metric('sft', 2, { 'train/loss': 1.5 });
-    expect(v.block(1)[0]).toBe('▸ sft  training [----------] 2/30  1.5s   eta 14s    loss 1.5000'); // 28 steps at 2/s
+    expect(v.block(1)[0]).toBe('▸ sft  training    [----------] 2/30    1.5s   eta 14s    loss 1.5000'); // 28 steps at 2/s
     v.clock.t = 2500;
     v.progress.tick();
-    expect(v.block(1)[0]).toBe('▸ sft  training [----------] 2/30  2.5s   eta 13s    loss 1.5000');
+    expect(v.block(1)[0]).toBe('▸ sft  training    [----------] 2/30    2.5s   eta 13s    loss 1.5000');
     v.clock.t = 4000;
     v.progress.metric('sft', 15, { 'train/loss': 0.5 }); // faster now: over the window 14 steps in 3 s
-    expect(v.block(1)[0]).toBe('▸ sft  training [#####-----] 15/30 4.0s   eta 3.2s   loss 0.5000'); // 15 left
+    expect(v.block(1)[0]).toBe('▸ sft  training    [#####-----] 15/30   4.0s   eta 3.2s   loss 0.5000'); // 15 left
   });
 
   it('throttles metric redraws to one per 100 ms and draws the last step at stageEnd', () => {
@@ -153,7 +153,7 @@ describe('the TTY view, unit by unit', () => {
     expect(v.writes.length - before).toBe(10); // 1 s of metrics: t = 100, 200, … 1000 ms
     expect(v.block(1)[0]).toMatch(/ 200\/200 /);
     v.progress.stageEnd('sft', 'ok', 1);
-    expect(v.block(1)[0]).toBe('✓ sft  ok [##########] 200/200 1.0s    loss 0.0050');
+    expect(v.block(1)[0]).toBe('✓ sft  ok          [##########] 200/200 1.0s              loss 0.0050');
   });
 
   it('cuts lines to the terminal width (dropping the bar first) and never wraps the block', () => {
@@ -164,16 +164,75 @@ describe('the TTY view, unit by unit', () => {
     for (const row of block) expect(Array.from(row).length).toBeLessThanOrEqual(39);
     expect(block.join('\n')).toMatchInlineSnapshot(`
       "run 20261125-092854-347d · ok in 13s
-      ✓ sft  ok 30/30   2.7s    loss 4.9090
-      ✓ dpo  ok 30/30   1.6s    loss 0.5356
-      ✓ grpo ok 30/30   3.0s    reward 1.1563
-      ✓ rlhf ok 120/120 2.6s    reward -2.107"
+      ✓ sft  ok          30/30   2.7s
+      ✓ dpo  ok          30/30   1.6s
+      ✓ grpo ok          30/30   3.0s
+      ✓ rlhf ok          120/120 2.6s"
     `);
     // Colour codes are never cut in half: each colour is reset within the same row.
     for (const w of v.writes) {
       for (const row of w.text.split('\n')) expect(row.split('\x1b[0m').length - 1).toBe((row.match(/\x1b\[(?:3\d|2)m/g) ?? []).length);
     }
     expect(v.writes.some((w) => COLOUR.test(w.text))).toBe(true);
+  });
+
+  it('at 80 columns, over a whole real run: the bar never comes and goes, columns never shift, no number is cut', () => {
+    const v = view({ columns: 80 });
+    const frames: string[][] = [];
+    const progress = { ...v.progress };
+    for (const m of Object.keys(v.progress) as (keyof typeof v.progress)[]) {
+      const f = v.progress[m] as (...a: unknown[]) => void;
+      (progress as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        f(...a);
+        if (v.screen.row >= 5) frames.push(v.block(5));
+      };
+    }
+    replay(loadRecording(), progress, v.clock, { fn: progress.tick, tickMs: 100 });
+    const started = frames.flatMap((f) => f.slice(1)).filter((l) => /^[▸✓✗■•] /.test(l));
+    expect(started.length).toBeGreaterThan(100);
+    // The same layout in every frame: no bar at 80 columns, the steps column at one offset.
+    expect(started.filter((l) => l.includes('[#') || l.includes('[-'))).toEqual([]);
+    expect(new Set(started.map((l) => l.search(/\d+\/\d+/)))).toEqual(new Set([19]));
+    for (const l of started) {
+      expect(Array.from(l).length).toBeLessThanOrEqual(79);
+      // Every metric is whole: a label and a full number (4 decimals, or NaN).
+      const metrics = l.slice(41).trim();
+      if (metrics) expect(metrics).toMatch(/^((loss|margin|acc|reward|kl|rm loss|rm acc) (-?\d+\.\d{4}|NaN|[-+]?Infinity) ?)+$/);
+    }
+    // DPO keeps all three of its key metrics at 80 columns.
+    expect(frames.at(-1)!.find((l) => l.startsWith('✓ dpo'))).toMatch(/loss \S+ margin \S+ acc \S+$/);
+  });
+
+  it('wraps text printed above the block at word boundaries', () => {
+    const v = view({ columns: 60 });
+    v.progress.runStart({ runId: 'r1', runDir: '/runs/r1', stages: ['sft'] });
+    const text = 'grpo: alert: step 12: 100% of completions hit stages.grpo.max_completion_length for 5 logged steps in a row';
+    v.progress.note(text);
+    const rows = v.screen.text().split('\n').slice(1, 4);
+    for (const r of rows) expect(Array.from(r).length).toBeLessThanOrEqual(59);
+    expect(rows.map((r) => r.trim()).join(' ')).toBe(text); // no word cut in two
+  });
+
+  it('a terminal shrunk mid-run: the next frame goes up by the rows the old lines now take', () => {
+    let columns = 120;
+    const clock = new FakeClock();
+    const writes: string[] = [];
+    const p = ttyProgress({ write: (t) => writes.push(t), now: clock.now, columns: () => columns, color: false, tickMs: 0 });
+    p.runStart({ runId: 'r1', runDir: '/runs/r1', stages: ['sft'] });
+    p.stageStart('sft', SFT, null);
+    clock.t = 1000;
+    p.metric('sft', 5, { 'train/loss': 1.25 });
+    const last = writes.at(-1)!.split('\n').filter((l) => l.includes('\x1b[2K')).map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace('\r', ''));
+    columns = 40; // the 2 lines, up to 119 wide, reflow into ceil(len / 40) rows each
+    clock.t = 2000;
+    p.tick();
+    const up = Number(/\x1b\[(\d+)A/.exec(writes.at(-1)!)![1]);
+    expect(up).toBe(last.reduce((n, l) => n + Math.max(1, Math.ceil(Array.from(l).length / 40)), 0));
+    expect(up).toBeGreaterThan(2);
+    expect(writes.at(-1)).toContain('\x1b[J'); // and whatever is below is cleared
+    clock.t = 3000;
+    p.metric('sft', 6, { 'train/loss': 1 });
+    expect(Number(/\x1b\[(\d+)A/.exec(writes.at(-1)!)![1])).toBe(2); // at the same width: the line count again
   });
 
   it('shows RLHF reward-model metrics first, then the policy reward and KL', () => {
@@ -186,14 +245,14 @@ describe('the TTY view, unit by unit', () => {
     v.progress.metric('rlhf', 5, { 'rm/eval/accuracy': 0.75 });
     v.clock.t = 400;
     v.progress.metric('rlhf', 6, { 'rm/train/loss': 0.5 });
-    expect(v.block(1)[0]).toBe('▸ rlhf training [###-------] 6/20  0.4s   eta –      rm loss 0.5000  rm acc 0.7500');
+    expect(v.block(1)[0]).toBe('▸ rlhf training    [###-------] 6/20    0.4s   eta –      rm loss 0.5000  rm acc 0.7500');
     v.clock.t = 600;
     v.progress.state('rlhf', 'saving', 'reward model');
     expect(v.block(1)[0]).toMatch(/^▸ rlhf saving rm… /);
     v.clock.t = 1000;
     v.progress.metric('rlhf', 11, { 'train/reward': -1, 'train/kl': 0.01 });
     v.progress.state('rlhf', 'training', null);
-    expect(v.block(1)[0]).toBe('▸ rlhf training [#####-----] 11/20 1.0s   eta –      reward -1.0000  kl 0.0100');
+    expect(v.block(1)[0]).toBe('▸ rlhf training    [#####-----] 11/20   1.0s   eta –      reward -1.0000  kl 0.0100');
   });
 
   it('a stage the sidecar died in shows failed, later stages "not run", and the cursor comes back', () => {
@@ -203,7 +262,7 @@ describe('the TTY view, unit by unit', () => {
     v.progress.metric('sft', 3, { 'train/loss': Number.NaN });
     v.clock.t = 2000;
     v.progress.runEnd({ runDir: '/runs/r1', status: 'failed' });
-    expect(v.block(3)).toEqual(['run r1 · failed in 2.0s', '✗ sft  failed [#---------] 3/30  2.0s    loss NaN', '· dpo  not run']);
+    expect(v.block(3)).toEqual(['run r1 · failed in 2.0s', '✗ sft  failed      [#---------] 3/30    2.0s              loss NaN', '· dpo  not run']);
     expect(v.screen.cursorVisible).toBe(true);
   });
 
