@@ -16,7 +16,9 @@ export default function setup(): () => void {
 
 function renderReliability(): void {
   if (!existsSync(rowsFile)) return;
-  const rows = readFileSync(rowsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+  // The sidecar's tests (pytest, run first by scripts/test.sh) write their rows beside ours.
+  const files = [rowsFile, rowsFile.replace(/reliability\.jsonl$/, 'reliability-python.jsonl')].filter((f) => existsSync(f));
+  const rows = files.flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row));
   // Only a run that executed the fault suites rewrites the document (a filtered run keeps it).
   if (rows.length < 10) return;
   rows.sort((a, b) => a.fault.localeCompare(b.fault) || a.stage.localeCompare(b.stage));

@@ -22,3 +22,10 @@ def controller(tmp_path):
 
 def metrics_of(events: list[dict[str, Any]], type: str = "event.metric") -> list[dict[str, Any]]:
     return [m["body"] for m in events if m["type"] == type]
+
+
+def pytest_sessionstart(session):
+    """A run starts the sidecar's reliability rows afresh (tests/python/reliability.py)."""
+    from reliability import ROWS
+
+    ROWS.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import pytest
 from posttrain_sidecar.connection import StageError
 from posttrain_sidecar.stages import rlhf, sft
 from recorder import Recorder
+from reliability import record_reliability
 from stage_helpers import ROOT, make_request, smoke_config
 
 # The preset's 30 reward-model steps at lr 5e-3 land anywhere in 0.56-0.75 held-out accuracy
@@ -201,6 +202,11 @@ def test_kill_at_the_reward_model_to_policy_hand_off_resumes_bit_exact(full_run,
     assert (ckpt / "posttrain-complete.json").is_file()
     rec = Recorder()
     status, summary = rlhf.run(make_request("rlhf", tmp_path, rlhf_config(), init_adapter=parent_adapter, resume_from=str(ckpt)), rec)
+    same = all(rec.series(k) == full.series(k) for k in ("train/loss", "train/reward", "train/kl"))
+    record_reliability(fault="killed at the RLHF reward-model to policy hand-off", stage="rlhf",
+                       survived=status == "ok" and not rec.series("rm/train/loss") and same,
+                       outcome=f"reward model trained {len(rec.series('rm/train/loss'))} more steps; policy metrics {'equal' if same else 'differ from'} the uninterrupted run",
+                       test="tests/python/test_stage_rlhf.py")
     assert status == "ok", summary
     assert rec.series("rm/train/loss") == []  # the reward model was complete: not one step more
     assert summary["reward_model"]["global_step"] == N_RM

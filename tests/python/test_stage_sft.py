@@ -8,6 +8,7 @@ import pytest
 
 from posttrain_sidecar.stages import sft
 from recorder import Recorder
+from reliability import record_reliability
 from stage_helpers import ROOT, adapter_tensors, make_request, smoke_config
 
 
@@ -114,11 +115,16 @@ def test_resume_from_the_final_checkpoint_trains_nothing(full_run, tmp_path):
     rec = Recorder()
     cfg = smoke_config(sft={"max_steps": 30, "save_steps": 10})
     status, summary = sft.run(make_request("sft", tmp_path, cfg, resume_from=str(final)), rec)
+    a = adapter_tensors(stage_dir / "adapter") if (stage_dir / "adapter").exists() else {}
+    b = adapter_tensors(src / "stages" / "sft" / "adapter")
+    same = a.keys() == b.keys() and all((a[k] - b[k]).abs().max().item() == 0 for k in a)
+    record_reliability(fault="resume from a checkpoint already at max_steps (killed while writing the final adapter)", stage="sft",
+                       survived=status == "ok" and not rec.series("train/loss") and same,
+                       outcome=f"{len(rec.series('train/loss'))} steps trained; adapter {'identical to' if same else 'differs from'} the uninterrupted run's",
+                       test="tests/python/test_stage_sft.py")
     assert status == "ok"
     assert rec.series("train/loss") == []  # not one step trained
     assert summary["global_step"] == 30 and summary.get("already_complete") is True
-    a = adapter_tensors(stage_dir / "adapter")
-    b = adapter_tensors(src / "stages" / "sft" / "adapter")
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] - b[k]).abs().max().item() == 0, k
@@ -144,7 +150,11 @@ def test_rotation_keeps_the_last_complete_checkpoint_until_the_next_is_marked(tm
     with pytest.raises(Killed):
         sft.run(make_request("sft", tmp_path, cfg), Recorder())
     ckpts = tmp_path / "stages" / "sft" / "checkpoints"
-    assert (ckpts / "checkpoint-10" / "posttrain-complete.json").is_file()
+    kept = (ckpts / "checkpoint-10" / "posttrain-complete.json").is_file()
+    record_reliability(fault="killed between checkpoint rotation and the completion marker (save_total_limit 1)", stage="sft",
+                       survived=kept, outcome="checkpoint-10 still complete: rotation waits for the new marker" if kept else "no complete checkpoint left",
+                       test="tests/python/test_stage_sft.py")
+    assert kept
     assert not (ckpts / "checkpoint-20" / "posttrain-complete.json").exists()
 
     # Uninterrupted, the limit still holds: one checkpoint left, the newest.
