@@ -138,12 +138,9 @@ export interface StageCommand {
 
 export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
   const { dir } = loadRun(cmd.runsDir, cmd.run);
-  const release = acquireLock(dir, `stage ${cmd.stage}${cmd.resume ? ' --resume' : ''}`);
-  let status: RunStatus = 'failed';
-  let started = false;
-  try {
+  return underLock(dir, `stage ${cmd.stage}${cmd.resume ? ' --resume' : ''}`, progress, async (start) => {
     // We hold the lock, so a run still marked running was left by a process that died.
-    let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+    let record = loadRun(cmd.runsDir, basename(dir)).record;
     // Before run.json takes the new config: a refused resume must leave the run as it was.
     // The config this attempt runs with: the command's change, else the stage's own (or the run's).
     const own = stageConfig(record, cmd.stage);
@@ -159,7 +156,7 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
         `stage ${cmd.stage} of run ${record.id} is complete (ok${done.steps ? ` at step ${done.steps}` : ''}): nothing to resume, its adapter is untouched. ` +
           `To train it again from the start: \`${stageCommand(cmd.stage, dir)}\`; to train it longer: --resume with a higher max_steps.`,
       );
-      return { runDir: dir, record };
+      return record;
     }
     // Refused before anything changes or a sidecar starts: a parent that is missing, failed,
     // stale or corrupted (lineage.ts) would otherwise mean training from the base model.
@@ -180,7 +177,7 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
       if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => order(a) - order(b));
     });
     progress.runStart({ runId: record.id, runDir: dir, stages: [cmd.stage], resume: true });
-    started = true;
+    start();
     await withSidecar(config, [cmd.stage], io, dir, interrupt, progress, async (ctx) => {
       ctx.record = await executeStage(ctx, cmd.stage, { resume: cmd.resume, override: cmd.override });
     });
@@ -189,16 +186,8 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     if (stale.length > 0) {
       progress.note(`now stale: ${stale.map(([s, v]) => `${s} (${v!.reason})`).join('; ')}. \`${resumeRunCommand(dir)}\` re-runs them in order.`);
     }
-    status = settled.status;
-    return { runDir: dir, record: settled };
-  } catch (e) {
-    // Refused before it started (lineage, resume rules): the run stays as it was.
-    if (started) status = settle(dir, statusFor(e)).status;
-    throw e;
-  } finally {
-    release();
-    if (started) progress.runEnd({ runDir: dir, status });
-  }
+    return settled;
+  });
 }
 
 /**
@@ -209,19 +198,16 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
  */
 export async function resumeRun(cmd: { runsDir: string; run: string }, io: CliIO, interrupt: Interrupt, progress: Progress = plainProgress(io.err)): Promise<RunOutcome> {
   const { dir } = loadRun(cmd.runsDir, cmd.run);
-  const release = acquireLock(dir, 'run --resume');
-  let status: RunStatus = 'failed';
-  let started = false;
-  try {
-    let record = loadRun(cmd.runsDir, dir.split('/').pop()!).record;
+  return underLock(dir, 'run --resume', progress, async (start) => {
+    let record = loadRun(cmd.runsDir, basename(dir)).record;
     const todo = record.stages_selected.filter((s) => record.stages[s]?.status !== 'ok' || staleness(record)[s]?.stale);
     if (todo.length === 0) {
       progress.note(`run ${record.id}: every selected stage is ok and none is stale; nothing to resume.`);
-      return { runDir: dir, record: settle(dir, null) };
+      return settle(dir, null);
     }
     record = updateRun(dir, (r) => void (r.status = 'running'));
     progress.runStart({ runId: record.id, runDir: dir, stages: todo, resume: true });
-    started = true;
+    start();
     await withSidecar(record.config, todo, io, dir, interrupt, progress, async (ctx) => {
       for (const stage of record.stages_selected) {
         const st = ctx.record.stages[stage];
@@ -229,11 +215,24 @@ export async function resumeRun(cmd: { runsDir: string; run: string }, io: CliIO
         ctx.record = await executeStage(ctx, stage, { resume: canResume(ctx.record, dir, stage) });
       }
     });
-    const settled = settle(dir, null);
-    status = settled.status;
-    return { runDir: dir, record: settled };
+    return settle(dir, null);
+  });
+}
+
+/**
+ * What every command on an existing run shares: hold the run's lock while `body` works; once it
+ * calls `start()` (the run is marked running and the view has begun), a failure settles the run's
+ * status and the view ends; a refusal before that leaves the run exactly as it was.
+ */
+async function underLock(dir: string, what: string, progress: Progress, body: (start: () => void) => Promise<RunRecord>): Promise<RunOutcome> {
+  const release = acquireLock(dir, what);
+  let status: RunStatus = 'failed';
+  let started = false;
+  try {
+    const record = await body(() => void (started = true));
+    status = record.status;
+    return { runDir: dir, record };
   } catch (e) {
-    // Refused before it started (lineage, resume rules): the run stays as it was.
     if (started) status = settle(dir, statusFor(e)).status;
     throw e;
   } finally {
