@@ -31,7 +31,7 @@ export interface StageRecord {
   steps: number | null;
   error: { code: string; message: string } | null;
   /** What the stage started from (pipeline/lineage.ts): its parent, that adapter's and its data's hashes. */
-  inputs?: { parent: StageName | null; adapter_sha256: string | null; data_sha256: Record<string, string> };
+  inputs?: { parent: StageName | null; adapter_sha256: string | null; data_sha256: Record<string, string>; config_sha256?: string };
   /** sha256 of the adapter this stage wrote (weights + config), for its children's staleness checks. */
   output_sha256?: string | null;
   /** The config this stage ran with when `posttrain stage` changed it (--preset/--config/--set);

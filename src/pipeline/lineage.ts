@@ -139,11 +139,19 @@ export function resolveParent(record: RunRecord, runDir: string, stage: StageNam
   return { parent, adapter, adapter_sha256: digest };
 }
 
-/** The inputs a stage records when it starts, for later staleness checks. */
-export function stageInputs(record: RunRecord, stage: StageName, input: ParentInput): NonNullable<StageRecord['inputs']> {
+/** sha256 of a config as JSON with sorted keys: the same settings always hash the same. */
+export function configDigest(config: unknown): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canonical) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])])) : v;
+  return createHash('sha256').update(JSON.stringify(canonical(config))).digest('hex');
+}
+
+/** The inputs a stage records when it starts: what it stands on (adapter, data) and what it ran with (config). */
+export function stageInputs(record: RunRecord, stage: StageName, input: ParentInput, config: unknown): NonNullable<StageRecord['inputs']> {
   return {
     parent: input.parent,
     adapter_sha256: input.adapter_sha256,
     data_sha256: Object.fromEntries(targetsForStage(stage).flatMap((t) => (record.data[t] ? [[t, record.data[t]!.sha256]] : []))),
+    config_sha256: configDigest(config),
   };
 }

@@ -126,7 +126,7 @@ export async function executeStage(
     output_adapter: null,
     output_sha256: null,
     resumed_from: resumeFrom === null ? null : toRun(ctx.runDir, resumeFrom),
-    inputs: stageInputs(ctx.record, stage, input),
+    inputs: stageInputs(ctx.record, stage, input, opts.override?.config ?? stageConfig(ctx.record, stage)),
     error: null,
     // This attempt's own config, when the command changed it: recorded on the stage only.
     ...(opts.override ? { config: opts.override.config, overrides: opts.override.overrides } : {}),

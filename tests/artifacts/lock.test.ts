@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireLock, ArtifactError, isLockStale, type LockInfo, processStart, readLock, RunLockedError } from '../../src/artifacts/index.js';
 import { childScript, deadPid, idleProcess, killAndReap, tempDir, waitForLine } from './helpers.js';
+import { recordReliability } from '../helpers/reliability.js';
 
 function writeLock(dir: string, info: Partial<LockInfo>): LockInfo {
   const full: LockInfo = { pid: process.pid, host: os.hostname(), started: '2025-01-02T03:04:05.000Z', command: 'run --preset smoke', ...info };
@@ -75,7 +76,17 @@ describe('acquireLock', () => {
     const start = processStart(stranger.pid!);
     expect(start).toMatch(/^\d+$/);
     writeLock(dir, { pid: stranger.pid!, pid_start: String(Number(start) - 100) });
-    expect(isLockStale(readLock(dir)!)).toBe(true);
+    const stale = isLockStale(readLock(dir)!);
+    recordReliability({
+      fault: "stale lock whose pid now belongs to an unrelated live process",
+      stage: '-',
+      injected: 1,
+      survived: stale ? 1 : 0,
+      lost: 0,
+      outcome: stale ? 'seen as stale by its start time and taken over; no "kill <pid>" hint' : 'taken as live',
+      test: 'tests/artifacts/lock.test.ts',
+    });
+    expect(stale).toBe(true);
     const release = acquireLock(dir, 'resume'); // no "kill <stranger>" hint: the lock is taken over
     expect(readLock(dir)).toMatchObject({ pid: process.pid, command: 'resume', pid_start: processStart(process.pid) });
     release();

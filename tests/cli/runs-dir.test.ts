@@ -5,6 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, fakeEnv, readJson, tmp } from '../helpers/cli.js';
+import { recordReliability } from '../helpers/reliability.js';
 
 const QUICK = { stages: { '*': { steps: 4, step_time_s: 0, save_every: 2 } } };
 const runIds = (dir: string) => readdirSync(dir).filter((d) => !d.startsWith('.'));
@@ -40,6 +41,16 @@ describe('runs folder from the config, for every command', () => {
 
     // The case that trained into an unrelated run: stage with the config finds ITS runs.
     const stage = await cli(['stage', 'dpo', '--preset', 'smoke', '--config', 'my.yaml', '--set', 'stages.dpo.beta=0.2'], { cwd, env: fakeEnv(QUICK) });
+    const untouched = readFileSync(join(unrelated.out.trim(), 'run.json'), 'utf8') === unrelatedJson;
+    recordReliability({
+      fault: 'stage --config whose runtime.runs_dir is not ./runs, beside an unrelated run in ./runs',
+      stage: 'dpo',
+      injected: 1,
+      survived: stage.code === 0 && stage.out.trim() === runDir && untouched ? 1 : 0,
+      lost: 0,
+      outcome: `trained into ${stage.out.trim() === runDir ? 'the config\'s run' : stage.out.trim()}; the run in ./runs ${untouched ? 'byte-identical' : 'CHANGED'}`,
+      test: 'tests/cli/runs-dir.test.ts',
+    });
     expect(stage.code, stage.err).toBe(0);
     expect(stage.out.trim()).toBe(runDir);
     expect(readJson(join(runDir, 'run.json')).stages.dpo.config.stages.dpo.beta).toBe(0.2);
@@ -79,6 +90,15 @@ describe('hints that name a run run as printed', () => {
     const id = runIds(join(cwd, 'my runs'))[0]!;
     expect(printed).toBe(`posttrain run --resume --run ${id} --runs-dir '${join(cwd, 'my runs')}'`);
     const again = await cli(shellSplit(printed!).slice(1), { cwd, env: fakeEnv(QUICK) });
+    recordReliability({
+      fault: 'crash in a runs folder outside ./runs (path with a space), then the printed hint run as is',
+      stage: 'dpo',
+      injected: 1,
+      survived: again.code === 0 ? 1 : 0,
+      lost: 0,
+      outcome: `hint \`${printed?.replace(cwd, '<tmp>')}\` exited ${again.code}`,
+      test: 'tests/cli/runs-dir.test.ts',
+    });
     expect(again.code, again.err).toBe(0);
     expect(readJson(join(cwd, 'my runs', id, 'run.json')).stages.dpo.status).toBe('ok');
   });

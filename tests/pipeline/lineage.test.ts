@@ -59,6 +59,9 @@ describe('stale stages', () => {
     expect(run.stages.sft.output_sha256).toBe(readJson(join(dir, 'run.json')).stages.sft.output_sha256);
     expect(run.stages.dpo.inputs.adapter_sha256).toBe(run.stages.sft.output_sha256);
     expect(run.stages.grpo.inputs.adapter_sha256).toBe(run.stages.dpo.output_sha256);
+    // What each ran with: sft its own --set learning rate, the others the run's config.
+    expect(run.stages.sft.inputs.config_sha256).not.toBe(run.stages.dpo.inputs.config_sha256);
+    expect(run.stages.dpo.inputs.config_sha256).toBe(run.stages.grpo.inputs.config_sha256);
     const nothing = await cli(['run', '--resume'], { cwd, env: fakeEnv(QUICK) });
     expect(nothing.code).toBe(0);
     expect(nothing.err).toContain('every selected stage is ok and none is stale; nothing to resume');
