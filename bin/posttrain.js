@@ -8,5 +8,12 @@ if (!existsSync(fileURLToPath(main))) {
   process.stderr.write('error: posttrain is not built (dist/ is missing).\nhint: run `make setup` (or `npm run build`) in the posttrain folder.\n');
   process.exit(2);
 }
+// `posttrain presets | head -1`: the reader left early. Not an error: stop quietly, no EPIPE stack.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e && e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
 const { runCli } = await import(main.href);
 process.exitCode = await runCli(process.argv.slice(2));

@@ -110,9 +110,18 @@ export function pendingStage(): StageRecord {
   return { status: 'pending', started: null, finished: null, input_adapter: null, output_adapter: null, resumed_from: null, steps: null, error: null };
 }
 
-function mkdir(dir: string, recursive: boolean): void {
+/**
+ * A run folder is private to its owner (0700, whatever the umask): it holds copies of the user's
+ * training data, which may be private (a 0600 file must not become readable through its copy),
+ * and checkpoints and samples of their model. Everything inside inherits that protection; the
+ * runs folder itself is left to the user's umask.
+ */
+export const RUN_DIR_MODE = 0o700;
+
+function mkdir(dir: string, recursive: boolean, mode?: number): void {
   try {
-    fs.mkdirSync(dir, { recursive });
+    fs.mkdirSync(dir, { recursive, ...(mode === undefined ? {} : { mode }) });
+    if (mode !== undefined && !recursive) fs.chmodSync(dir, mode); // mkdir's mode is masked by the umask
   } catch (err) {
     if (fsErrorCode(err) === 'EEXIST') throw err;
     throw writeError(dir, err);
@@ -130,7 +139,7 @@ export function createRun(runsDir: string, init: RunInit): { dir: string; record
   let dir = runDir(runsDir, id);
   for (let attempt = 0; ; attempt++) {
     try {
-      mkdir(dir, false);
+      mkdir(dir, false, RUN_DIR_MODE);
       break;
     } catch (err) {
       if (fsErrorCode(err) !== 'EEXIST') throw err;

@@ -1,9 +1,10 @@
 // The orchestrator: a new run executes the selected stages in order through one sidecar; the
 // `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
 // run.json truthful, and shut the sidecar down whatever happens.
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import {
+  RUN_DIR_MODE,
   newestCompleteCheckpoint,
   acquireLock,
   createRun,
@@ -50,6 +51,9 @@ async function prepareData(
   progress: Progress,
   writeDir: string = dir,
 ): Promise<Record<string, DataRecord>> {
+  // The staging folder is as private as the run folder it becomes (the data may be private).
+  mkdirSync(writeDir, { recursive: true, mode: RUN_DIR_MODE });
+  chmodSync(writeDir, RUN_DIR_MODE);
   mkdirSync(join(writeDir, 'data'), { recursive: true });
   const fds = new Map<DataTarget, number>();
   // Relative to the run folder: a moved run still finds its data (lineage.inRun).

@@ -18,6 +18,7 @@
 // the old lines have reflowed into more rows: the cursor goes up by those rows, not the line count.
 import type { StageName } from '../config/schema.js';
 import { alertText, fmt, keyMetricsNow, type Progress, totalSteps } from './progress.js';
+import { inert } from './inert.js';
 import { formatDuration, RunTracker, type StageView } from './track.js';
 
 export interface TtyOptions {
@@ -159,7 +160,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
   let timer: ReturnType<typeof setInterval> | null = null;
 
   const header = (): Segment[] => {
-    const segs: Segment[] = [{ text: `run ${track.runId}${track.resume ? ' (continuing)' : ''}` }];
+    const segs: Segment[] = [{ text: `run ${inert(track.runId ?? '')}${track.resume ? ' (continuing)' : ''}` }];
     const sc = track.sidecar;
     if (track.status !== null) {
       const total = ((track.endedAt ?? now()) - (track.startedAt ?? now())) / 1000;

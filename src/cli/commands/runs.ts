@@ -3,6 +3,7 @@ import { listRunsDetailed, loadRun, markInterruptedIfStale, runDir, type RunReco
 import { STAGES } from '../../config/schema.js';
 import type { CliIO } from '../io.js';
 import { staleness } from '../../pipeline/lineage.js';
+import { inert } from '../../ui/inert.js';
 import { describeRun } from '../../ui/show.js';
 import { addConfigOptions, addRunsDirOption, type RunsDirFlags, runsDirFor } from '../options.js';
 
@@ -24,8 +25,9 @@ export function registerRuns(program: Command, io: CliIO): void {
       if (runs.some((r) => r.status === 'running' && markInterruptedIfStale(runDir(dir, r.id)))) ({ runs, broken } = listRunsDetailed(dir));
       if (flags.json) return io.out(`${JSON.stringify({ runs: runs.map((r) => ({ ...r, lineage: staleness(r) })), broken }, null, 2)}\n`);
       if (runs.length === 0 && broken.length === 0) return io.out(`no runs in ${dir}\n`);
-      for (const r of runs) io.out(`${r.id}  ${r.status.padEnd(11)}  ${(r.preset ?? '-').padEnd(6)}  ${stageCell(r)}\n`);
-      for (const b of broken) io.err(`warning: ${b.dir}: ${b.reason}\n`);
+      // Every string comes from a run.json that may have been shared or downloaded: made inert.
+      for (const r of runs) io.out(`${inert(`${r.id}  ${String(r.status).padEnd(11)}  ${(r.preset ?? '-').padEnd(6)}  ${stageCell(r)}`)}\n`);
+      for (const b of broken) io.err(`warning: ${inert(`${b.dir}: ${b.reason}`)}\n`);
     });
 
   addRunsDirOption(addConfigOptions(program.command('show')))
@@ -37,6 +39,7 @@ export function registerRuns(program: Command, io: CliIO): void {
       const { dir } = loadRun(runsDir, run);
       markInterruptedIfStale(dir);
       const { record } = loadRun(runsDir, run);
-      io.out(flags.json ? `${JSON.stringify({ ...record, lineage: staleness(record) }, null, 2)}\n` : describeRun(dir, record));
+      // JSON escapes control characters itself; the text view is made inert line by line.
+      io.out(flags.json ? `${JSON.stringify({ ...record, lineage: staleness(record) }, null, 2)}\n` : describeRun(dir, record).split('\n').map(inert).join('\n'));
     });
 }
