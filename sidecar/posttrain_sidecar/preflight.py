@@ -117,6 +117,13 @@ def check_model(config: dict) -> list[Problem]:
 
         AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any failure is the same user-facing problem
+        if "trust_remote_code" in str(e) and not trust:
+            # transformers' own text is long and cut; say it whole, with the key to set.
+            return [problem(None, "trust_remote_code_required",
+                            f"model {model_id} ships its own modelling code (auto_map in its config.json); loading it means running that code, "
+                            "which posttrain does only when model.trust_remote_code is true",
+                            "Set model.trust_remote_code true if you trust where the model comes from (its code runs with your permissions).",
+                            fail_severity)]
         out.append(problem(None, "model_config_failed", f"cannot load the model config of {model_id} from {where}: {_short(e)}",
                            "model.id must be a transformers model folder (config.json with a model_type).", fail_severity))
     try:

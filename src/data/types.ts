@@ -35,6 +35,7 @@ export const REASONS = [
   'over_long',
   'line_too_long',
   'invalid_utf8',
+  'lone_surrogate',
   'bad_messages',
   'format_mismatch',
 ] as const;

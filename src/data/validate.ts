@@ -123,6 +123,18 @@ function checkLine(raw: RawLine, checker: RowChecker, problems: RowProblem[], ma
         problems.push({ line: raw.line, field: null, reason: parsed.reason, message: parsed.message });
         return null;
       }
+      // JSON may spell half a UTF-16 pair ("\ud800"): valid JSON, but no UTF-8 can carry it, and the
+      // tokenizer would fail mid-training with UnicodeEncodeError.
+      const lone = loneSurrogateAt(parsed.row, '');
+      if (lone !== null) {
+        problems.push({
+          line: raw.line,
+          field: lone.path || null,
+          reason: 'lone_surrogate',
+          message: `holds a lone UTF-16 surrogate (\\u${lone.code.toString(16)}), half of a character that cannot be encoded; fix or drop that escape in the file`,
+        });
+        return null;
+      }
       return checker.check(parsed.row, raw.line, problems);
     }
   }
@@ -188,4 +200,30 @@ function readError(path: string, e: unknown): DataError {
     default:
       return new DataError(`Cannot read data file ${path}: ${e instanceof Error ? e.message : String(e)}`, 'Check that the file is readable.');
   }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The dot path of the first string (or key) holding a lone surrogate, with its code unit; else null. */
+function loneSurrogateAt(value: unknown, path: string): { path: string; code: number } | null {
+  if (typeof value === 'string') {
+    const m = LONE_SURROGATE.exec(value);
+    return m ? { path, code: m[0].charCodeAt(0) } : null;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const hit = loneSurrogateAt(value[i], path ? `${path}.${i}` : String(i));
+      if (hit) return hit;
+    }
+    return null;
+  }
+  if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const keyHit = LONE_SURROGATE.exec(k);
+      if (keyHit) return { path: path ? `${path}.${k}` : k, code: keyHit[0].charCodeAt(0) };
+      const hit = loneSurrogateAt(v, path ? `${path}.${k}` : k);
+      if (hit) return hit;
+    }
+  }
+  return null;
 }

@@ -265,3 +265,28 @@ def test_wandb_online_without_credentials_warns_offline_does_not(tmp_path):
     netrc.write_text("machine api.wandb.ai\n  login user\n  password secret\n")
     netrc.chmod(0o600)
     assert pf.check_integrations(report_to("wandb"), module=has_wandb, env={"NETRC": str(netrc)}) == []
+
+
+def test_model_with_its_own_code_names_trust_remote_code_whole(tmp_path):
+    """A model folder whose config.json maps to its own code: one whole message naming the key,
+    not transformers' long text cut mid-sentence with an unrelated fix."""
+    import json
+    import shutil
+
+    from posttrain_sidecar import preflight
+    from stage_helpers import ROOT, smoke_config
+
+    model = tmp_path / "custom"
+    shutil.copytree(ROOT / "data" / "smoke-model", model)
+    cfg_file = model / "config.json"
+    mc = json.loads(cfg_file.read_text())
+    mc.update(model_type="mycustom", auto_map={"AutoConfig": "configuration_my.MyConfig"})
+    cfg_file.write_text(json.dumps(mc))
+    (model / "configuration_my.py").write_text("class MyConfig: pass\n")
+    cfg = smoke_config()
+    cfg["model"]["id"] = str(model)
+    problems = preflight.check_model(cfg)
+    assert [p["code"] for p in problems] == ["trust_remote_code_required"]
+    p = problems[0]
+    assert p["message"].endswith("which posttrain does only when model.trust_remote_code is true")
+    assert "…" not in p["message"] and "model.trust_remote_code true" in p["fix"]
