@@ -343,11 +343,9 @@ def run_posttrain(job: Job, cfg: dict, data: dict[str, str], work: Path, deadlin
             if e:
                 row["estimate_gib"] = e["total_gib"]
                 row["estimate_parts_gib"] = e["parts_gib"]
-                measured = row.get("peak_gpu_gib") or row.get("peak_rss_gib")
-                if e.get("phase") == "reward_model":
-                    measured = row.get("rm_peak_gpu_gib") or row.get("rm_peak_rss_gib")
-                elif stage == "rlhf":
-                    measured = row.get("peak_gpu_gib") or row.get("peak_rss_gib")
+                # RLHF's estimate is of its larger phase: the reward model's peak, or the policy's (the row's own).
+                rm = "rm_" if e.get("phase") == "reward_model" else ""
+                measured = row.get(f"{rm}peak_gpu_gib") or row.get(f"{rm}peak_rss_gib")
                 row["estimate_ratio"] = round(e["total_gib"] / measured, 3) if measured else None
             out["stages"][stage] = row
             log(f"{job.name} {stage}: {json.dumps({k: v for k, v in row.items() if k != 'estimate_parts_gib'})}")

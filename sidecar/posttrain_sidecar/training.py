@@ -292,12 +292,9 @@ def reload_trained_adapter(model, checkpoint: str) -> None:
     """transformers 5.18 resumes a PeftModel that carries TRL's frozen "ref" adapter by loading only
     the ref/ subfolder, silently resetting the trained adapter (DPO loss back to ln 2). Load the
     "default" adapter's weights from the checkpoint explicitly."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     f = Path(checkpoint) / "adapter_model.safetensors"
     if f.is_file() and hasattr(model, "peft_config") and "ref" in getattr(model, "peft_config", {}):
-        set_peft_model_state_dict(model, load_file(str(f)), adapter_name="default")
+        load_checkpoint_weights(model, checkpoint)
 
 
 def carry_token_count(trainer) -> None:

@@ -2,10 +2,9 @@
 // `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
 // run.json truthful, and shut the sidecar down whatever happens.
 import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   RUN_DIR_MODE,
-  newestCompleteCheckpoint,
   acquireLock,
   createRun,
   dataPath,
@@ -204,7 +203,8 @@ export async function resumeRun(cmd: { runsDir: string; run: string }, io: CliIO
   const { dir } = loadRun(cmd.runsDir, cmd.run);
   return underLock(dir, 'run --resume', progress, async (start) => {
     let record = loadRun(cmd.runsDir, basename(dir)).record;
-    const todo = record.stages_selected.filter((s) => record.stages[s]?.status !== 'ok' || staleness(record)[s]?.stale);
+    const lineage = staleness(record);
+    const todo = record.stages_selected.filter((s) => record.stages[s]?.status !== 'ok' || lineage[s]?.stale);
     if (todo.length === 0) {
       progress.note(`run ${record.id}: every selected stage is ok and none is stale; nothing to resume.`);
       return settle(dir, null);
@@ -216,7 +216,7 @@ export async function resumeRun(cmd: { runsDir: string; run: string }, io: CliIO
       for (const stage of record.stages_selected) {
         const st = ctx.record.stages[stage];
         if (st?.status === 'ok' && !staleness(ctx.record)[stage]?.stale) continue;
-        ctx.record = await executeStage(ctx, stage, { resume: canResume(ctx.record, dir, stage) });
+        ctx.record = await executeStage(ctx, stage, { resume: 'if-it-grew-from-the-parent' });
       }
     });
     return settle(dir, null);
@@ -243,13 +243,6 @@ async function underLock(dir: string, what: string, progress: Progress, body: (s
     release();
     if (started) progress.runEnd({ runDir: dir, status });
   }
-}
-
-/** Resume (rather than start over) an unfinished stage whose checkpoint grew from the parent adapter the run holds now. */
-function canResume(record: RunRecord, dir: string, stage: StageName): boolean {
-  const st = record.stages[stage];
-  if (!st || st.status === 'ok' || st.status === 'pending' || !newestCompleteCheckpoint(stageDirOf(dir, stage))) return false;
-  return st.inputs === undefined || st.inputs.adapter_sha256 === resolveParent(record, dir, stage).adapter_sha256;
 }
 
 const order = (s: StageName) => ['sft', 'dpo', 'grpo', 'rlhf'].indexOf(s);
@@ -317,19 +310,21 @@ async function withSidecar(
     progress.sidecarState('ready', `pid ${sidecar.hello.pid}`);
     runLog(`[bridge] sidecar pid ${sidecar.hello.pid} (${spec.python} -m ${spec.module}), protocol ${sidecar.hello.protocol}, device ${JSON.stringify(sidecar.hello.device ?? null)}`);
     const now: Record<string, string> = { ...sidecar.hello.versions, protocol: sidecar.hello.protocol };
-    const was = loadRun(dirname(dir), basename(dir)).record.versions;
-    const changed = TRACKED_VERSIONS.filter((k) => was[k] && now[k] && was[k] !== now[k]);
+    let was: Record<string, string> = {};
+    let changed: string[] = [];
+    const updated = updateRun(dir, (r) => {
+      was = r.versions;
+      changed = TRACKED_VERSIONS.filter((k) => was[k] && now[k] && was[k] !== now[k]);
+      // Never overwrite what a run was trained with: the earlier set goes to versions_history.
+      if (changed.length > 0) r.versions_history = [...(r.versions_history ?? []), { until: new Date().toISOString(), versions: r.versions }];
+      r.versions = { ...r.versions, ...now };
+    });
     if (changed.length > 0) {
       progress.note(
         `warning: this run was trained with ${changed.map((k) => `${k} ${was[k]}`).join(', ')}; this sidecar has ${changed.map((k) => `${k} ${now[k]}`).join(', ')}. ` +
           'A checkpoint resumed under other versions may not reproduce the run; run.json keeps both.',
       );
     }
-    const updated = updateRun(dir, (r) => {
-      // Never overwrite what a run was trained with: the earlier set goes to versions_history.
-      if (changed.length > 0) r.versions_history = [...(r.versions_history ?? []), { until: new Date().toISOString(), versions: r.versions }];
-      r.versions = { ...r.versions, ...now };
-    });
     const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
     // Before any stage is marked running: model config and tokenizer load, reward functions
     // import, device / vLLM / bitsandbytes are there. Problems fail with PreflightError (exit 2).

@@ -82,13 +82,21 @@ function keepAlertsUpTo(file: string, step: number, warn: (m: string) => void): 
 export async function executeStage(
   ctx: StageContext,
   stage: StageName,
-  opts: { resume: boolean; override?: { config: Config; overrides: string[] } | null },
+  /** `if-it-grew-from-the-parent` (run --resume): resume an unfinished stage that has a complete
+   * checkpoint grown from the parent adapter the run holds now, else start it over. */
+  opts: { resume: boolean | 'if-it-grew-from-the-parent'; override?: { config: Config; overrides: string[] } | null },
 ): Promise<RunRecord> {
   const dir = stageDirOf(ctx.runDir, stage);
   // Before anything is touched. Never silently from the base model: a missing, failed, stale or changed parent is refused.
   const input = resolveParent(ctx.record, ctx.runDir, stage);
-  const earlier = ctx.record.stages[stage]?.inputs;
-  if (opts.resume && earlier && earlier.adapter_sha256 !== input.adapter_sha256) {
+  const st = ctx.record.stages[stage];
+  const earlier = st?.inputs;
+  const grewFromParent = earlier === undefined || earlier.adapter_sha256 === input.adapter_sha256;
+  const resume =
+    opts.resume === 'if-it-grew-from-the-parent'
+      ? st !== undefined && st.status !== 'ok' && st.status !== 'pending' && grewFromParent && newestCompleteCheckpoint(dir) !== null
+      : opts.resume;
+  if (resume && !grewFromParent) {
     throw new LineageError(
       `Cannot resume stage ${stage}: its checkpoint was trained from another ${input.parent ?? 'base'} adapter than the one the run holds now.`,
       `Start the stage over: \`${stageCommand(stage, ctx.runDir)}\`.`,
@@ -96,7 +104,7 @@ export async function executeStage(
   }
   let resumeFrom: string | null = null;
   let earlierAlerts: AlertRecord[] = [];
-  if (opts.resume) {
+  if (resume) {
     const ckpt = newestUsableCheckpoint(dir, (c, why) => ctx.progress.note(`warning: skipping checkpoint ${c.path} (step ${c.step}): ${why}; resuming from the one before`));
     if (!ckpt) {
       throw new UsageError(

@@ -145,7 +145,6 @@ function statusWord(v: StageView): string {
 interface Layout {
   status: number;
   steps: number;
-  eta: boolean;
   bar: boolean;
 }
 
@@ -200,12 +199,10 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
     }
     const elapsed = track.elapsedS(v);
     segs.push({ text: `${elapsed === null ? '' : formatDuration(elapsed)}`.padEnd(7), whole: true });
-    if (l.eta) {
-      const eta = v.active && v.total !== null ? track.etaS(v) : undefined;
-      // Narrow (no bar): `~1m05s` in 7 columns, so a DPO line keeps all three metrics at 80 columns.
-      const left = eta === undefined ? '' : `${l.bar ? 'eta ' : '~'}${eta === null ? '–' : formatDuration(eta)}`;
-      segs.push({ text: left.padEnd(l.bar ? 10 : 7), style: 'dim', whole: true });
-    }
+    const eta = v.active && v.total !== null ? track.etaS(v) : undefined;
+    // Narrow (no bar): `~1m05s` in 7 columns, so a DPO line keeps all three metrics at 80 columns.
+    const left = eta === undefined ? '' : `${l.bar ? 'eta ' : '~'}${eta === null ? '–' : formatDuration(eta)}`;
+    segs.push({ text: left.padEnd(l.bar ? 10 : 7), style: 'dim', whole: true });
     const shown = keyMetricsNow(v.stage, v.phase).filter((k) => k in v.values);
     const gap = l.bar ? '  ' : ' '; // narrow: one space, so three DPO metrics fit 80 columns
     shown.forEach((k, i) => segs.push({ text: `${i ? gap : ' '}${LABELS[k] ?? k} ${fmt(v.values[k])}`, whole: true }));
@@ -219,7 +216,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
     const steps = Math.max(7, ...views.map((v) => (v.total === null ? 0 : `${v.total}/${v.total}`.length)));
     const fixed = 2 + 6 + STATUS_WIDTH + 1 + steps + 1 + 7 + 7;
     // A narrow terminal has no bar (step/total says the same), so the metrics keep their room.
-    const layout: Layout = { status: STATUS_WIDTH, steps, eta: true, bar: width >= fixed + BAR_WIDTH + 3 + METRICS_ROOM };
+    const layout: Layout = { status: STATUS_WIDTH, steps, bar: width >= fixed + BAR_WIDTH + 3 + METRICS_ROOM };
     return [header(), ...views.map((v) => stageLine(v, layout))].map((segs) => fit(segs, width, color).trimEnd());
   };
 
