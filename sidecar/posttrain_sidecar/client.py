@@ -55,7 +55,6 @@ class Controller:
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.sockdir = tempfile.mkdtemp(prefix="pt-", dir="/tmp")  # ipc paths must stay < 100 chars
         self.endpoint = f"ipc://{self.sockdir}/s"
         self.router.bind(self.endpoint)

@@ -166,6 +166,16 @@ def probe_device(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 # Connection
 
 
+def _routing_id() -> bytes:
+    """A fresh, unguessable routing id for one connection to the controller's ROUTER.
+
+    The controller has no ROUTER_HANDOVER and adopts a new connection only on a signed hello, so the
+    id is not a secret that protects anything by itself; being random it just cannot collide with,
+    or be squatted by, a peer that connected first with a predictable id.
+    """
+    return b"sidecar-" + os.urandom(8).hex().encode()
+
+
 def _parse_key(key: bytes | str | None) -> bytes:
     if isinstance(key, bytes):
         if not key:
@@ -233,6 +243,7 @@ class Connection:
         self._dropped = 0
         self._pongs: list[str] = []  # ids of pings to answer (I/O thread only)
         self._send_blocked = False  # the last drain hit the high-water mark (set by the I/O thread)
+        self._hello_body: dict[str, Any] | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -322,6 +333,7 @@ class Connection:
         }
         if extra:
             body.update(extra)
+        self._hello_body = body  # sent again, signed, after a reconnect (see _reconnect)
         return self.send(HELLO, body)
 
     def state(self, state: str, stage: str | None = None, message: str | None = None) -> str:
@@ -581,7 +593,12 @@ class Connection:
             sock.disconnect(self.endpoint)
         except zmq.ZMQError:
             pass
+        sock.setsockopt(zmq.ROUTING_ID, _routing_id())
         sock.connect(self.endpoint)
+        # The controller moves its route to a new connection only on a signed hello from this pid.
+        if self._hello_body is not None:
+            env = make_envelope(HELLO, {**self._hello_body, "reconnect": True}, self.session, v=self.wire_major)
+            sock.send_multipart(encode(env, self.key))
 
     def _io_main(self) -> None:
         ctx = zmq.Context()
@@ -593,8 +610,9 @@ class Connection:
                 sock.setsockopt(zmq.LINGER, 0)
                 sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
                 sock.setsockopt(zmq.SNDHWM, 100_000)
-                # A stable routing id: the controller's ROUTER keeps addressing us after a reconnect.
-                sock.setsockopt(zmq.ROUTING_ID, f"sidecar-{os.getpid()}".encode())
+                # A random routing id per connection: a guessable one (``sidecar-<pid>``) let any
+                # local user take the route over on loopback TCP. See _routing_id.
+                sock.setsockopt(zmq.ROUTING_ID, _routing_id())
                 # libzmq drops the connection for good on a protocol error (e.g. a frame over
                 # MAXMSGSIZE) instead of reconnecting: watch for disconnects and reconnect ourselves.
                 monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)

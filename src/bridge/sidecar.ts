@@ -5,11 +5,10 @@
 // exit is authoritative (SidecarCrashedError); silence past heartbeat_timeout_s means hung
 // (SidecarHungError, the process is killed). Shutdown: `shutdown` message, then SIGTERM, then
 // SIGKILL. Every socket is closed with linger 0 and every timer cleared, so Node exits on its own.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import * as zmq from 'zeromq';
+import { type BoundPlace, makePlace } from './endpoint.js';
 import { ProtocolMismatchError, SidecarCrashedError, SidecarHungError, SidecarStartError } from './errors.js';
 import {
   type CheckpointEvent,
@@ -39,6 +38,8 @@ export interface SidecarSpec {
   startTimeoutS: number;
   heartbeatIntervalS: number;
   heartbeatTimeoutS: number;
+  /** Force a transport (tests, doctor); default: ipc under a short private folder, else loopback TCP. */
+  transport?: 'ipc' | 'tcp';
   /** Every stderr line of the sidecar, as it arrives (the stage's sidecar.log). */
   onStderrLine?: (line: string) => void;
   /** Dropped messages and other bridge diagnostics. */
@@ -74,8 +75,11 @@ type Exit = { exitCode: number | null; signal: string | null };
 export class Sidecar {
   readonly session = Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex');
   private readonly key = newKey();
-  private readonly socket = new zmq.Router({ linger: 0, maxMessageSize: MAX_MESSAGE_BYTES, handover: true });
-  private readonly ipcDir = mkdtempSync(join(tmpdir(), 'pt-')); // mkdtemp makes it 0700: only this user can connect
+  // No ROUTER_HANDOVER: with it, any local peer that connects with the sidecar's routing id takes
+  // the route over before a single signature is checked (the TCP hijack, tests/hostile/hijack.test.ts).
+  // The route moves only on a validly signed hello from a new connection (see pump()).
+  private readonly socket = new zmq.Router({ linger: 0, maxMessageSize: MAX_MESSAGE_BYTES });
+  private place: BoundPlace | undefined;
   private readonly stderr = new RingBuffer(200);
   private proc: ResultPromise | undefined;
   private exited: Promise<Exit> | undefined;
@@ -117,10 +121,9 @@ export class Sidecar {
   }
 
   private async boot(): Promise<void> {
-    const ipc = `ipc://${join(this.ipcDir, 's')}`;
-    // ipc paths are limited to ~100 bytes; fall back to loopback TCP (never 0.0.0.0).
-    await this.socket.bind(ipc.length < 100 ? ipc : 'tcp://127.0.0.1:*');
-    const endpoint = this.socket.lastEndpoint ?? ipc;
+    this.place = makePlace(this.spec.transport);
+    await this.socket.bind(this.place.bind);
+    const endpoint = this.socket.lastEndpoint ?? this.place.bind;
     this.boundEndpoint = endpoint;
     void this.pump();
 
@@ -291,7 +294,7 @@ export class Sidecar {
     this.rejectPreflights(new Error('sidecar closed'));
     this.watchdog = undefined;
     if (!this.socket.closed) this.socket.close();
-    rmSync(this.ipcDir, { recursive: true, force: true });
+    if (this.place?.dir) rmSync(this.place.dir, { recursive: true, force: true });
   }
 
   private async send(type: string, body: Record<string, unknown>): Promise<string> {
@@ -315,10 +318,13 @@ export class Sidecar {
           if (e instanceof ProtocolError) this.warn(`dropped a message: ${e.message}`);
           continue;
         }
-        if (this.peer === undefined && msg.type === 'hello' && identity) this.peer = identity;
-        else if (!identity || !this.peer?.equals(identity)) {
-          this.warn('dropped a message from an unknown peer');
-          continue;
+        // Only now, with the signature checked, may the sender's identity count for anything.
+        if (!identity) continue;
+        if (this.peer === undefined || !this.peer.equals(identity)) {
+          if (!this.adopt(identity, msg)) {
+            this.warn('dropped a message from an unknown peer');
+            continue;
+          }
         }
         this.lastSeen = Date.now();
         this.dispatch(msg);
@@ -327,6 +333,24 @@ export class Sidecar {
       // The socket was closed under the iterator during shutdown: that is the normal end.
       if (!this.closing) this.warn(`receive loop ended: ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * A new connection becomes the sidecar's route only with a signed hello: the first one, or,
+   * after the sidecar reconnected (libzmq drops a connection that sent an oversized frame), one
+   * from the same pid. The sidecar picks a fresh random routing id per connection, so there is no
+   * id to guess, and a signature needs the run's key.
+   */
+  private adopt(identity: Buffer, msg: Incoming): boolean {
+    if (msg.type !== 'hello') return false;
+    if (this.peer === undefined) {
+      this.peer = identity;
+      return true;
+    }
+    if (msg.body.pid !== this.hello?.pid) return false;
+    this.peer = identity;
+    this.warn('the sidecar reconnected (a new connection with a signed hello); its route moved');
+    return true;
   }
 
   private dispatch(msg: Incoming): void {

@@ -324,7 +324,10 @@ def test_oversized_message_dropped(controller, tmp_path):
     controller.handshake(heartbeat_interval_s=0.1)
     big = b"\x00" * (64 * 1024 * 1024 + 16)
     controller.send_raw([b"\x00" * 32, big])
-    time.sleep(0.5)  # MAXMSGSIZE drops the connection; the DEALER reconnects with the same routing id
+    # MAXMSGSIZE drops the connection; the DEALER reconnects with a fresh random routing id and says
+    # a signed hello again, which is what moves the controller's route (no ROUTER_HANDOVER).
+    again = controller.expect("hello", timeout=5)
+    assert again["body"]["reconnect"] is True and again["body"]["pid"] == proc.pid
     controller.request("sft", tmp_path / "s")
     _, result = controller.run_until_result(timeout=10)
     assert result["body"]["status"] == "ok"
