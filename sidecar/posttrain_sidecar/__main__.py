@@ -61,7 +61,17 @@ def preflight(body: dict[str, Any], conn: Connection) -> list[dict[str, Any]]:
     return check(body, STAGE_HANDLERS)
 
 
+def _forget_working_folder() -> None:
+    """``python -m`` puts the working folder first on the import path, so a user's ``datasets.py``
+    would be imported instead of the library. The controller starts us with PYTHONSAFEPATH=1
+    (Python >= 3.11); on 3.10 drop that entry here, before any library is imported. Reward modules
+    still import from the working folder (rewards.import_reward)."""
+    if not getattr(sys.flags, "safe_path", False) and sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
+
 def main() -> None:
+    _forget_working_folder()
     sys.stdout = sys.stderr  # libraries that print must not write to the controller's stdout pipe
     from . import distributed
 

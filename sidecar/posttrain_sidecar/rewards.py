@@ -28,14 +28,20 @@ Built-ins (config ``stages.grpo.reward_funcs: [{name, weight, args}]``):
     completion text instead). 1.0 within ``tolerance`` of the target, falling linearly to 0.0 at
     a distance of ``tolerance + target`` (an empty completion, or one twice the target).
 
-User functions: ``name: "package.module:function"``, imported with importlib (the sidecar's
-working directory is on the import path). ``args`` are passed to it as keyword arguments on every
-call, next to TRL's columns. Every function is resolved before training starts; a bad path or a
-non-callable raises ``StageError("reward_import_failed")``.
+User functions: ``name: "package.module:function"``. The named top-level module (or package) is
+looked up in the working folder first, then where Python would find it; while it imports, the
+working folder is LAST on the import path, so its sibling helper modules import but never shadow an
+installed library (a ``datasets.py`` next to it stays unused). Nothing else in the sidecar sees the
+working folder: it runs with ``PYTHONSAFEPATH``. ``args`` are passed to it as keyword arguments on
+every call, next to TRL's columns. Every function is resolved before training starts; a bad path
+or a non-callable raises ``StageError("reward_import_failed")``.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import re
@@ -194,19 +200,10 @@ def import_reward(path: str) -> Callable:
     if not sep or not module_name or not attr:
         raise StageError("reward_import_failed", f"reward function {path!r} is neither a built-in ({', '.join(BUILTIN_NAMES)}) nor an import path 'module:function'")
     cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:  # the sidecar runs with the user's working directory on the import path
-        sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_folder(module_name, cwd)
     except BaseException as e:  # noqa: BLE001 - a user module may raise anything (or sys.exit) at import
         raise StageError("reward_import_failed", f"cannot import reward function {path!r}: {type(e).__name__}: {e} (working directory {cwd})") from e
-    finally:
-        if added:
-            try:
-                sys.path.remove(cwd)
-            except ValueError:
-                pass
     func = module
     for part in attr.split("."):
         try:
@@ -216,6 +213,37 @@ def import_reward(path: str) -> Callable:
     if not callable(func):
         raise StageError("reward_import_failed", f"reward function {path!r} is a {type(func).__name__}, not a callable")
     return func
+
+
+def _import_from_folder(name: str, folder: str):
+    """Import ``name`` with its top-level module taken from ``folder`` when it is there, and
+    ``folder`` appended (not prepended) to ``sys.path`` only during the import."""
+    top = name.partition(".")[0]
+    with _last_on_path(folder):
+        if top not in sys.modules:
+            spec = importlib.machinery.PathFinder.find_spec(top, [folder])
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[top] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(top, None)
+                    raise
+        return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _last_on_path(folder: str):
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
 
 
 def _named(func: Callable, name: str, args: dict) -> Callable:

@@ -42,9 +42,8 @@ export async function runProbe(
 ): Promise<ProbeResult | ProbeFailure> {
   const r = await execa(python, [PROBE_SCRIPT], {
     cwd: opts.cwd,
-    // The sidecar runs with the cwd on its import path (user reward modules); so does the probe,
-    // so a folder there that shadows a package shows up here too.
-    env: { ...opts.env, PYTHONPATH: [opts.cwd, opts.env.PYTHONPATH].filter(Boolean).join(':') },
+    // Same import path as the sidecar: the working folder is not on it (sidecar-spec.ts).
+    env: { ...opts.env, PYTHONSAFEPATH: '1' },
     extendEnv: false,
     timeout: opts.timeoutMs,
     reject: false,

@@ -47,8 +47,11 @@ export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string)
     module: sidecarModule(env),
     cwd,
     env: {
-      // The sidecar package lives in the install; user reward modules are importable from cwd.
-      PYTHONPATH: [cwd, env.PYTHONPATH].filter(Boolean).join(':'),
+      // The working folder is NOT on the sidecar's import path (a user's datasets.py or trl.py would
+      // replace the library): -m would put it first, PYTHONSAFEPATH stops that (inherited by the
+      // launcher's ranks). Reward modules named in the config import from it (rewards.py).
+      PYTHONSAFEPATH: '1',
+      ...(env.PYTHONPATH ? { PYTHONPATH: env.PYTHONPATH } : {}),
       ...(config.runtime.threads ? { OMP_NUM_THREADS: String(config.runtime.threads) } : {}),
       // The fake sidecar's script travels with the caller's environment (in-process tests pass io.env).
       ...(env.POSTTRAIN_FAKE_SCRIPT ? { POSTTRAIN_FAKE_SCRIPT: env.POSTTRAIN_FAKE_SCRIPT } : {}),

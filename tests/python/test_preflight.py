@@ -290,3 +290,24 @@ def test_model_with_its_own_code_names_trust_remote_code_whole(tmp_path):
     p = problems[0]
     assert p["message"].endswith("which posttrain does only when model.trust_remote_code is true")
     assert "…" not in p["message"] and "model.trust_remote_code true" in p["fix"]
+
+
+def test_reward_module_from_the_working_folder_never_shadows_an_installed_library(tmp_path, monkeypatch):
+    """The named module comes from the working folder; its helpers too; a ``json.py`` or
+    ``fractions.py`` there is not what ``import fractions`` gets while it imports."""
+    import sys
+
+    (tmp_path / "fractions.py").write_text("raise ImportError('the working folder shadowed fractions')\n")
+    (tmp_path / "reward_helper_pf.py").write_text("BONUS = 0.5\n")
+    (tmp_path / "shadow_rewards_pf.py").write_text(
+        "import fractions\nfrom reward_helper_pf import BONUS\n"
+        "def score(prompts, completions, **kw):\n    return [float(fractions.Fraction(1, 2)) + BONUS] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "fractions", raising=False)
+    before = list(sys.path)
+    from posttrain_sidecar.rewards import import_reward
+
+    fn = import_reward("shadow_rewards_pf:score")
+    assert fn([None], ["x"]) == [1.0]
+    assert sys.modules["fractions"].__file__ != str(tmp_path / "fractions.py")
+    assert sys.path == before  # the working folder was on the path only during the import
