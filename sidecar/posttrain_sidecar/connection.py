@@ -118,6 +118,12 @@ class StageError(Exception):
         self.retryable = bool(retryable)
 
 
+class StageCancelled(Exception):
+    """The stage was stopped inside code that never reached a step boundary (a reward function
+    interrupted by a cancel): becomes ``stage.result{status: cancelled}``; the stage's last complete
+    checkpoint is where a resume starts."""
+
+
 # --------------------------------------------------------------------------------------------
 # hello helpers (cheap: no torch import)
 
@@ -244,6 +250,10 @@ class Connection:
         self._pongs: list[str] = []  # ids of pings to answer (I/O thread only)
         self._send_blocked = False  # the last drain hit the high-water mark (set by the I/O thread)
         self._hello_body: dict[str, Any] | None = None
+        # What the main thread is doing and since when (monotonic); heartbeats carry it.
+        self._busy: tuple[str, float] | None = None
+        # Called on the I/O thread when a cancel arrives (reward_guard interrupts a call with it).
+        self.on_cancel: list[Callable[[], Any]] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -379,7 +389,24 @@ class Connection:
         return self.send(EVENT_CHECKPOINT, {"stage": stage, "path": os.fspath(path), "step": int(step)})
 
     def heartbeat(self) -> str:
-        return self.send(HEARTBEAT, {})
+        return self.send(HEARTBEAT, self._heartbeat_body())
+
+    def busy(self, what: str | None) -> None:
+        """Say what the main thread is doing now ("training step 12", "reward function m:f"). The
+        I/O thread's heartbeats carry it and for how long, so the controller can name a main thread
+        stuck in one place (runtime.stall_timeout_s) while heartbeats still flow."""
+        self._busy = None if what is None else (str(what), time.monotonic())
+
+    @property
+    def busy_with(self) -> str | None:
+        b = self._busy
+        return None if b is None else b[0]
+
+    def _heartbeat_body(self) -> dict[str, Any]:
+        b = self._busy  # one read: the main thread may replace it meanwhile
+        if b is None:
+            return {}
+        return {"busy": b[0], "busy_s": round(time.monotonic() - b[1], 1)}
 
     def result(self, re: str | None, stage: str | None, status: str, summary: Mapping[str, Any] | None = None,
                error: Mapping[str, Any] | None = None) -> str:
@@ -458,6 +485,11 @@ class Connection:
             with self._cv:
                 self._cancel_after = self._requests_seen
             self.cancel_requested.set()
+            for hook in list(self.on_cancel):
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - a hook must not take the I/O thread down
+                    eprint("cancel hook failed:\n" + traceback.format_exc().rstrip())
         elif kind == SHUTDOWN:
             self.shutdown_requested.set()
             self.cancel_requested.set()
@@ -658,7 +690,7 @@ class Connection:
                 if self.acked.is_set():
                     now = time.monotonic()
                     if next_hb is None or now >= next_hb:
-                        env = make_envelope(HEARTBEAT, {}, self.session, v=self.wire_major)
+                        env = make_envelope(HEARTBEAT, self._heartbeat_body(), self.session, v=self.wire_major)
                         try:
                             sock.send_multipart(encode_native(env, self._signer), flags=zmq.NOBLOCK)
                         except zmq.Again:
@@ -744,14 +776,21 @@ def run_request(conn: Connection, handler: Handler, request: Mapping[str, Any]) 
     body.setdefault("init_adapter", None)
     body.setdefault("resume_from", None)
     conn.begin_stage(request)
+    conn.busy(f"stage {stage}: setting up")
     try:
         ret = handler(body, conn)
+    except StageCancelled as exc:
+        conn.log("warning", str(exc), stage)
+        conn.result(request["id"], stage, "cancelled", summary={"cancelled_in": str(exc)})
+        return "cancelled"
     except Exception as exc:
         err = error_block(exc)
-        if not isinstance(exc, StageError):
+        if not isinstance(exc, StageError) or exc.__cause__ is not None:  # e.g. a user's reward function raised
             eprint(f"stage {stage} failed:\n{err['traceback'].rstrip()}")
         conn.result(request["id"], stage, "error", error=err)
         return "error"
+    finally:
+        conn.busy(None)
     status, summary = _normalise_return(ret)
     error = None
     if status == "error":

@@ -42,7 +42,6 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
-import inspect
 import os
 import re
 import sys
@@ -50,6 +49,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Sequence
 
 from .connection import StageError
+from .reward_guard import guarded
 
 # A number: optional minus (not part of a range like "3-5"), digits with optional thousands commas
 # ("1,080"), optional decimals. The trailing "." of a sentence is not a decimal point.
@@ -246,29 +246,13 @@ def _last_on_path(folder: str):
                 sys.path.remove(folder)
 
 
-def _named(func: Callable, name: str, args: dict) -> Callable:
-    """``func`` with ``args`` bound, under ``name`` (TRL logs rewards/<__name__>/mean). An async
-    user function stays async (TRL runs those concurrently)."""
-    if inspect.iscoroutinefunction(func):
-
-        async def reward(prompts, completions, **columns):
-            return await func(prompts, completions, **{**columns, **args})
-
-    else:
-
-        def reward(prompts, completions, **columns):
-            return func(prompts, completions, **{**columns, **args})
-
-    reward.__name__ = name
-    reward.__qualname__ = name
-    return reward
-
-
-def resolve_reward_funcs(specs: Sequence[dict]) -> tuple[list[Callable], list[float]]:
+def resolve_reward_funcs(specs: Sequence[dict], *, timeout_s: float | None = None, conn: Any = None,
+                         warn: Callable[[str], None] | None = None) -> tuple[list[Callable], list[float]]:
     """Config ``reward_funcs`` → (callables for GRPOTrainer, weights for GRPOConfig.reward_weights).
 
     Names in the metrics: a built-in's name, or the import path with ":" as "." for a user
     function; a repeated name gets a suffix (``length_2``) so the per-function metrics stay apart.
+    Each is wrapped by reward_guard.guarded (named errors, checked values, ``timeout_s`` per call).
     """
     if not specs:
         raise StageError("bad_reward_args", "reward_funcs is empty: GRPO needs at least one reward function")
@@ -286,7 +270,7 @@ def resolve_reward_funcs(specs: Sequence[dict]) -> tuple[list[Callable], list[fl
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:
             label = f"{label}_{seen[label]}"
-        funcs.append(_named(func, label, args))
+        funcs.append(guarded(func, label, name, args, timeout_s=timeout_s, conn=conn, warn=warn))
         weight = spec.get("weight", 1.0)
         weights.append(float(1.0 if weight is None else weight))
     return funcs, weights

@@ -191,6 +191,12 @@ class StreamCallback:
                     control.should_training_stop = True
                 return control
 
+            def on_step_begin(self, args, state, control, **kw):
+                busy = getattr(self.conn, "busy", None)  # heartbeats name where a stuck main thread is
+                if busy is not None:
+                    busy(f"training step {self.step_offset + int(state.global_step) + 1}")
+                return control
+
             def on_step_end(self, args, state, control, **kw):
                 self.last_step = int(state.global_step)
                 # Several ranks (distributed.py): agree on the cancel flag here, on every rank at

@@ -41,6 +41,21 @@ export class SidecarHungError extends RunFailedError {
   }
 }
 
+/** Heartbeats still came (the I/O thread), but the main thread stayed in one place too long. */
+export class SidecarStalledError extends SidecarHungError {
+  constructor(
+    readonly busy: string,
+    readonly busyForS: number,
+    readonly limitS: number,
+    stderrTail: string,
+    stage: string | null,
+  ) {
+    super(busyForS, stderrTail, stage);
+    this.message = `The sidecar's main thread has been in ${busy} for ${Math.round(busyForS)} s (runtime.stall_timeout_s is ${limitS}); it was stopped.${tail(stderrTail)}`;
+    this.hint = `If that much time is expected there, raise runtime.stall_timeout_s (null: never stop); if it is a reward function, fix it or lower stages.grpo.reward_timeout_s.`;
+  }
+}
+
 export class ProtocolMismatchError extends RunFailedError {
   constructor(theirs: string, ours: string) {
     super(`The sidecar speaks protocol ${theirs}; this controller speaks ${ours}.`, 'Reinstall so both halves match: `make setup` in the posttrain folder.');

@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import * as zmq from 'zeromq';
 import { type BoundPlace, makePlace } from './endpoint.js';
-import { ProtocolMismatchError, SidecarCrashedError, SidecarHungError, SidecarStartError } from './errors.js';
+import { ProtocolMismatchError, SidecarCrashedError, SidecarHungError, SidecarStalledError, SidecarStartError } from './errors.js';
 import {
   type CheckpointEvent,
   compatible,
@@ -38,6 +38,8 @@ export interface SidecarSpec {
   startTimeoutS: number;
   heartbeatIntervalS: number;
   heartbeatTimeoutS: number;
+  /** Stop the sidecar when a heartbeat says its main thread has been in one place longer (null: never). */
+  stallTimeoutS?: number | null;
   /** Force a transport (tests, doctor); default: ipc under a short private folder, else loopback TCP. */
   transport?: 'ipc' | 'tcp';
   /** Every stderr line of the sidecar, as it arrives (the stage's sidecar.log). */
@@ -361,7 +363,7 @@ export class Sidecar {
         this.helloWaiter = undefined;
         return;
       case 'heartbeat':
-        return;
+        return this.checkStall(msg.body);
       case 'pong': {
         const re = msg.envelope.re;
         const waiter = re ? this.pings.get(re) : undefined;
@@ -417,6 +419,15 @@ export class Sidecar {
     const silent = (now - this.lastSeen) / 1000;
     if (silent <= this.spec.heartbeatTimeoutS || this.failure || !this.alive) return;
     this.fail(new SidecarHungError(silent, this.stderrTail(), this.pending?.stage ?? null));
+    void this.kill();
+  }
+
+  /** Heartbeats carry `{busy, busy_s}`: what the sidecar's main thread is doing and for how long. */
+  private checkStall(body: Record<string, unknown>): void {
+    const limit = this.spec.stallTimeoutS;
+    const { busy, busy_s: s } = body;
+    if (!limit || typeof busy !== 'string' || typeof s !== 'number' || !(s > limit) || this.failure || !this.alive) return;
+    this.fail(new SidecarStalledError(busy, s, limit, this.stderrTail(), this.pending?.stage ?? null));
     void this.kill();
   }
 

@@ -38,6 +38,12 @@ export const RuntimeSchema = z.strictObject({
   heartbeat_interval_s: z.number().positive().default(2),
   heartbeat_timeout_s: z.number().positive().default(60),
   start_timeout_s: z.number().positive().default(180).describe('How long the sidecar may take to say hello (cold torch import).'),
+  stall_timeout_s: z
+    .number()
+    .positive()
+    .nullable()
+    .default(1800)
+    .describe("The sidecar's main thread may stay this long in one place (one training step, one reward-function call, one setup phase) before the run is stopped with that place named. Heartbeats come from another thread, so they cannot see this. null = never."),
   memory_check: z
     .enum(['error', 'warn', 'off'])
     .default('error')
@@ -184,6 +190,12 @@ export const GrpoStageSchema = z.strictObject({
   ...generationFields(0.04),
   loss_type: z.enum(['grpo', 'dr_grpo', 'dapo', 'bnpo']).default('dapo'),
   reward_funcs: z.array(RewardFuncSchema).min(1).default([{ name: 'exact_answer', weight: 1, args: {} }]),
+  reward_timeout_s: z
+    .number()
+    .positive()
+    .nullable()
+    .default(60)
+    .describe('Longest one call of one reward function may take (seconds); past it the stage stops naming the function. null = no limit.'),
 });
 
 export const RlhfStageSchema = z.strictObject({
@@ -213,7 +225,7 @@ export const StagesSchema = z.strictObject({
 // monitor: health rules over the metric stream (src/pipeline/health.ts). Each rule prints one
 // alert per stage with what to change; a fatal one stops the stage with a checkpoint (exit 1).
 
-export const HEALTH_RULES = ['nan_loss', 'reward_std_zero', 'completions_clipped', 'kl_runaway', 'dpo_accuracy_stuck'] as const;
+export const HEALTH_RULES = ['nan_loss', 'reward_nonfinite', 'reward_std_zero', 'completions_clipped', 'kl_runaway', 'dpo_accuracy_stuck'] as const;
 export type HealthRule = (typeof HEALTH_RULES)[number];
 
 /** What every rule has; `fatal` is the rule's own default, `monitor.stop_on` adds to it. */
@@ -230,6 +242,10 @@ export const MonitorSchema = z.strictObject({
     .strictObject(ruleFields(true))
     .prefault({})
     .describe('Any *loss metric (train/loss, eval/loss, rm/train/loss, …) is NaN or ±inf. Fatal by default: the weights are usually ruined from that step on.'),
+  reward_nonfinite: z
+    .strictObject(ruleFields(true))
+    .prefault({})
+    .describe('GRPO: a reward function returned NaN or ±inf (rewards/<function>/nonfinite above 0). Such rewards are dropped (TRL reads them as None); fatal by default, since a function that only returns them trains nothing while every step "succeeds".'),
   reward_std_zero: z
     .strictObject({
       ...ruleFields(false),

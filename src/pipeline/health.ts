@@ -96,6 +96,7 @@ export class HealthMonitor {
       out.push(alert);
     };
     this.nanLoss(step, values, raise);
+    if (this.stage === 'grpo') this.rewardNonfinite(step, values, raise);
     if (isPolicyStage(this.stage)) {
       this.rewardStdZero(step, values, raise);
       this.completionsClipped(step, values, raise);
@@ -131,6 +132,18 @@ export class HealthMonitor {
       `lower ${this.key(`${p}.learning_rate`)}, raise ${this.key(`${p}.warmup_ratio`)} or lower ${this.key(`${p}.max_grad_norm`)}` +
         (dtype === 'float16' ? '; model.dtype float16 overflows easily, use bfloat16 or float32' : '') +
         '; check the data for empty or extreme rows (`posttrain validate`).',
+    );
+  }
+
+  private rewardNonfinite(_step: number, values: Values, raise: Raise): void {
+    const bad = Object.entries(values).find(([k, v]) => /^rewards\/.+\/nonfinite$/.test(k) && num(v) && v > 0);
+    if (!bad || !num(bad[1])) return;
+    const [k, v] = [bad[0], bad[1]];
+    const fn = k.slice('rewards/'.length, -'/nonfinite'.length);
+    raise(
+      'reward_nonfinite',
+      `${k} is ${fmt(v)}: reward function ${fn} returned NaN or inf for ${pct(v)} of completions (dropped, as if it returned None); the sidecar's warning above names the first one.`,
+      `fix the function in stages.grpo.reward_funcs to return finite numbers (None where it does not apply), or set monitor.reward_nonfinite.fatal false to train on the other rewards.`,
     );
   }
 

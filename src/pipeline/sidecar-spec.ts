@@ -60,5 +60,6 @@ export function sidecarSpec(config: Config, env: NodeJS.ProcessEnv, cwd: string)
     startTimeoutS: config.runtime.start_timeout_s,
     heartbeatIntervalS: config.runtime.heartbeat_interval_s,
     heartbeatTimeoutS: config.runtime.heartbeat_timeout_s,
+    stallTimeoutS: config.runtime.stall_timeout_s,
   };
 }

@@ -17,7 +17,7 @@ import {
   updateStage,
   writeJsonAtomic,
 } from '../artifacts/index.js';
-import { StageFailedError, SidecarCrashedError, SidecarHungError } from '../bridge/errors.js';
+import { StageFailedError, SidecarCrashedError, SidecarHungError, SidecarStalledError } from '../bridge/errors.js';
 import type { Sidecar } from '../bridge/sidecar.js';
 import type { StageResult } from '../bridge/protocol.js';
 import { type Config, STAGES, type StageName } from '../config/schema.js';
@@ -199,7 +199,7 @@ export async function executeStage(
       },
     );
   } catch (e) {
-    const code = e instanceof SidecarHungError ? 'sidecar_hung' : e instanceof SidecarCrashedError ? 'sidecar_crashed' : 'controller_error';
+    const code = e instanceof SidecarStalledError ? 'sidecar_stalled' : e instanceof SidecarHungError ? 'sidecar_hung' : e instanceof SidecarCrashedError ? 'sidecar_crashed' : 'controller_error';
     finish({ status: ctx.interrupt.requested ? 'interrupted' : 'failed', error: { code, message: (e as Error).message.split('\n')[0]! } });
     if (ctx.interrupt.requested) throw new InterruptedError(`Stage ${stage} was stopped.`).continueWith(resumeRunCommand(ctx.runDir));
     if (e instanceof SidecarHungError || e instanceof SidecarCrashedError) e.continueWith(resumeRunCommand(ctx.runDir));
@@ -245,7 +245,10 @@ export async function executeStage(
   }
   if (result.status === 'cancelled') {
     finish({ status: 'cancelled' });
-    throw new InterruptedError(`Stage ${stage} was cancelled; a checkpoint was saved.`).continueWith(resumeRunCommand(ctx.runDir));
+    // Stopped inside a call that never reached a step boundary (a reward function): no new checkpoint.
+    const inside = result.summary?.cancelled_in;
+    const how = typeof inside === 'string' ? `${inside}; it resumes from its last complete checkpoint, if any` : 'a checkpoint was saved';
+    throw new InterruptedError(`Stage ${stage} was cancelled; ${how}.`).continueWith(resumeRunCommand(ctx.runDir));
   }
   const info = result.error ?? { code: 'unknown', message: 'the sidecar reported an error without details', retryable: false, traceback: null };
   if (info.traceback) log(info.traceback);

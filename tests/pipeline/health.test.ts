@@ -85,6 +85,23 @@ describe('nan_loss', () => {
   });
 });
 
+describe('reward_nonfinite', () => {
+  it('fires, fatal by default, on the first step a reward function had NaN/inf, naming it; zero shares are quiet', () => {
+    const rows: Row[] = [
+      [1, { 'rewards/format/nonfinite': 0, 'rewards/badrewards.nan/nonfinite': 0 }],
+      [2, { 'rewards/format/nonfinite': 0, 'rewards/badrewards.nan/nonfinite': 0.25 }],
+      [3, { 'rewards/badrewards.nan/nonfinite': 1 }],
+    ];
+    const alerts = replay('grpo', rows);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ rule: 'reward_nonfinite', severity: 'fatal', step: 2 });
+    expect(alerts[0]!.message).toMatch(/reward function badrewards\.nan returned NaN or inf for 25% of completions/);
+    expect(alerts[0]!.hint).toMatch(/monitor\.reward_nonfinite\.fatal false/);
+    expect(replay('grpo', rows, config({ reward_nonfinite: { fatal: false } }))[0]!.severity).toBe('warning');
+    expect(replay('grpo', steps(1, 5, () => ({ 'rewards/format/nonfinite': 0 })))).toEqual([]);
+  });
+});
+
 describe('reward_std_zero', () => {
   const flat = { 'train/frac_reward_zero_std': 1, 'train/reward_std': 0.3 };
   const fine = { 'train/frac_reward_zero_std': 0.25, 'train/reward_std': 0.4 };
@@ -224,10 +241,10 @@ describe('stopOnOverride (--stop-on)', () => {
     expect(() => stopOnOverride(' , ')).toThrow('--stop-on is empty.');
   });
 
-  it('the schema default has nothing in stop_on and only nan_loss fatal', () => {
+  it('the schema default has nothing in stop_on and only nan_loss and reward_nonfinite fatal', () => {
     const m = ConfigSchema.parse({ model: { id: 'x' } }).monitor;
     expect(m.stop_on).toEqual([]);
-    expect(HEALTH_RULES.filter((r) => m[r].fatal)).toEqual(['nan_loss']);
+    expect(HEALTH_RULES.filter((r) => m[r].fatal)).toEqual(['nan_loss', 'reward_nonfinite']);
   });
 });
 

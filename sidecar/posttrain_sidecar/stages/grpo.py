@@ -231,7 +231,9 @@ def run(request: dict, conn: Connection):
     seed = int(config["runtime"]["seed"])
 
     # Everything that can be wrong with the settings fails here, before the model loads.
-    reward_funcs, reward_weights = resolve_reward_funcs(train_cfg["reward_funcs"])
+    reward_funcs, reward_weights = resolve_reward_funcs(
+        train_cfg["reward_funcs"], timeout_s=train_cfg.get("reward_timeout_s"), conn=conn,
+        warn=lambda message: conn.log("warning", message, STAGE))
     rows = load_rows(request["data"]["grpo"], data_cfg.get("limit"))
     check_columns(train_cfg["reward_funcs"], rows.column_names)
 
