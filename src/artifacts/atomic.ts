@@ -62,6 +62,34 @@ export function writeError(file: string, err: unknown): ArtifactError {
   return new ArtifactError(`Could not write ${file}: ${describeFsError(err)}.`, hint, err);
 }
 
+/**
+ * mkdir that names the real reason. Node's recursive mkdir reports ENOENT when a missing parent
+ * cannot be created (a read-only file system, a folder without write permission): that sent users
+ * looking for a missing folder. On ENOENT the first missing folder is created alone, whose error
+ * is the true one (EROFS, EACCES…). `mode` is applied exactly (mkdir's is masked by the umask) to
+ * `dir` itself. Throws ArtifactError naming the path; EEXIST (non-recursive) is rethrown as is.
+ */
+export function makeDir(dir: string, o: { recursive?: boolean; mode?: number } = {}): void {
+  const recursive = o.recursive ?? true;
+  try {
+    fs.mkdirSync(dir, { recursive, ...(o.mode === undefined ? {} : { mode: o.mode }) });
+    if (o.mode !== undefined) fs.chmodSync(dir, o.mode);
+  } catch (err) {
+    if (fsErrorCode(err) === 'EEXIST') throw err;
+    if (fsErrorCode(err) === 'ENOENT') {
+      let first = path.resolve(dir);
+      while (!fs.existsSync(path.dirname(first)) && path.dirname(first) !== first) first = path.dirname(first);
+      try {
+        fs.mkdirSync(first);
+      } catch (inner) {
+        if (fsErrorCode(inner) !== 'EEXIST') throw writeError(first, inner);
+      }
+      if (recursive) return makeDir(dir, o);
+    }
+    throw writeError(dir, err);
+  }
+}
+
 /** fsync a folder so a rename inside it is durable. Not supported everywhere (Windows): ignored. */
 export function fsyncDir(dir: string): void {
   let fd: number | undefined;

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { Config, StageName } from '../config/schema.js';
 import { didYouMean } from '../config/suggest.js';
 import { EXIT, PosttrainError, UsageError } from '../errors.js';
-import { fsErrorCode, readJson, writeError, writeJsonAtomic } from './atomic.js';
+import { fsErrorCode, makeDir, readJson, writeError, writeJsonAtomic } from './atomic.js';
 import { ArtifactError } from './errors.js';
 import { acquireLock, isRunUnlocked, RunLockedError } from './lock.js';
 
@@ -119,13 +119,7 @@ export function pendingStage(): StageRecord {
 export const RUN_DIR_MODE = 0o700;
 
 function mkdir(dir: string, recursive: boolean, mode?: number): void {
-  try {
-    fs.mkdirSync(dir, { recursive, ...(mode === undefined ? {} : { mode }) });
-    if (mode !== undefined && !recursive) fs.chmodSync(dir, mode); // mkdir's mode is masked by the umask
-  } catch (err) {
-    if (fsErrorCode(err) === 'EEXIST') throw err;
-    throw writeError(dir, err);
-  }
+  makeDir(dir, { recursive, ...(mode === undefined || recursive ? {} : { mode }) });
 }
 
 /** Create the run folder (and `data/`, `stages/`) and its run.json: status running, stages pending. */

@@ -198,6 +198,21 @@ export function modelFolderIssues(id: string): ConfigIssue[] {
 
 rules.push((c) => modelFolderIssues(c.model.id));
 
+/**
+ * A NUL byte in any string of the config (a paste from a binary, `\u0000` in YAML or JSON): no
+ * path can hold one, and Node refuses such a path with a TypeError deep inside a run. Reported
+ * alone, at its dot path: the other rules would only add confusing "does not exist" lines for it.
+ */
+export function nulIssues(value: unknown, path = ''): ConfigIssue[] {
+  if (typeof value === 'string') {
+    return value.includes('\0') ? [issue(path || '(root)', 'contains a NUL byte (\\0); no file path or name can hold one. Fix: remove it.')] : [];
+  }
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => nulIssues(v, path ? `${path}.${k}` : k));
+}
+
 export function checkRules(config: Config): ConfigIssue[] {
+  const nul = nulIssues(config);
+  if (nul.length > 0) return nul;
   return rules.flatMap((r) => r(config));
 }

@@ -1,10 +1,11 @@
 // The orchestrator: a new run executes the selected stages in order through one sidecar; the
 // `stage` command runs or resumes one stage of an existing run. Both lock the run folder, keep
 // run.json truthful, and shut the sidecar down whatever happens.
-import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
   RUN_DIR_MODE,
+  makeDir,
   acquireLock,
   createRun,
   dataPath,
@@ -51,9 +52,8 @@ async function prepareData(
   writeDir: string = dir,
 ): Promise<Record<string, DataRecord>> {
   // The staging folder is as private as the run folder it becomes (the data may be private).
-  mkdirSync(writeDir, { recursive: true, mode: RUN_DIR_MODE });
-  chmodSync(writeDir, RUN_DIR_MODE);
-  mkdirSync(join(writeDir, 'data'), { recursive: true });
+  makeDir(writeDir, { mode: RUN_DIR_MODE });
+  makeDir(join(writeDir, 'data'));
   const fds = new Map<DataTarget, number>();
   // Relative to the run folder: a moved run still finds its data (lineage.inRun).
   const canonical = (t: DataTarget) => toRun(dir, dataPath(dir, t));

@@ -2,7 +2,7 @@
 // real CLI (runCli in-process). Whatever comes in, the answer is exit 0 or a structured
 // ConfigError (exit 2) naming a dot path or file:line:col, never the "internal error" path, never
 // a stack trace, and Object.prototype is never touched.
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -209,5 +209,30 @@ describe('hostile --set flags', () => {
       ok += 1;
     }
     recordReliability({ fault: '--set __proto__/constructor paths, 20k-deep paths/values, list index 4294967294', stage: 'config', injected: cases.length, survived: ok, lost: 0, outcome: 'located ConfigError in < 3 s; ({}).polluted stays undefined; no OOM', test: 'tests/hostile/config.test.ts' });
+  });
+});
+
+describe('a NUL byte in any config string', () => {
+  it('is a config error at its dot path (flag and file), before any run folder exists', async () => {
+    const cwd = tmp('posttrain-nul-');
+    writeFileSync(join(cwd, 'nul.yaml'), 'runtime:\n  runs_dir: "runs\\0x"\n');
+    const cases: { args: string[]; path: string }[] = [
+      { args: ['--set', 'runtime.runs_dir="r\\u0000x"'], path: 'runtime.runs_dir' },
+      { args: ['--set', 'data.sft.path="a\\u0000.jsonl"'], path: 'data.sft.path' },
+      { args: ['--set', 'model.id="./m\\u0000x"'], path: 'model.id' },
+      { args: ['--set', 'runtime.python="/usr/bin/py\\u0000"'], path: 'runtime.python' },
+      { args: ['--config', 'nul.yaml'], path: 'runtime.runs_dir' },
+    ];
+    let ok = 0;
+    for (const c of cases) {
+      const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft', ...c.args], { cwd });
+      expect(r.code, r.err).toBe(2);
+      expect(r.err).toContain(`${c.path}: contains a NUL byte (\\0); no file path or name can hold one. Fix: remove it.`);
+      expect(r.err).not.toMatch(STACK);
+      expect(r.err).not.toContain('internal error');
+      ok += 1;
+    }
+    expect(existsSync(join(cwd, 'runs'))).toBe(false);
+    recordReliability({ fault: 'NUL byte in runs_dir, a data path, model.id, runtime.python (--set and a YAML file)', stage: 'config', injected: cases.length, survived: ok, lost: 0, outcome: 'exit 2 "<dot path>: contains a NUL byte (\\0) … Fix: remove it."; no run folder', test: 'tests/hostile/config.test.ts' });
   });
 });

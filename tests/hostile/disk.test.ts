@@ -106,4 +106,41 @@ describe('disk full and unusable runs_dir', () => {
     expect(readFileSync(file, 'utf8')).toBe('x');
     recordReliability({ fault: 'runs_dir below a regular file (ENOTDIR)', stage: 'disk', injected: 1, survived: 1, lost: 0, outcome: `exit ${r.code}: ${r.err.split('\n')[0]}`, test: 'tests/hostile/disk.test.ts' });
   });
+
+  it('a read-only runs folder (EROFS): named as read-only with the fix, not ENOENT; no run or staging folder left', async ({ skip }) => {
+    const probe = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t tmpfs -o ro tmpfs "${tmp()}"`], { encoding: 'utf8' });
+    skip(probe.status !== 0, `cannot mount a tmpfs in a private mount namespace here: ${(probe.stderr ?? '').trim()}`);
+    // Two cases: the runs folder is missing on a read-only mount (mkdir -p of it fails), and it
+    // exists there (the staging folder inside it fails).
+    const script = 'mount -t tmpfs tmpfs "$1" && mkdir "$1/runs" && mount -o remount,ro "$1" || exit 97; for d in "$1/missing/runs" "$1/runs"; do "$2" "$3" run --preset smoke --stages sft --runs-dir "$d"; echo "rc=$?" >&2; done; ls -A "$1/runs" >&2; echo "left=$(ls -A "$1/runs" | wc -l)" >&2';
+    const r = await run('unshare', ['-m', 'sh', '-c', script, 'sh', tmp('posttrain-ro-'), process.execPath, BIN], fakeEnv(), 25_000);
+    const errors = r.err.split('\n').filter((l) => l.startsWith('error:'));
+    const ok = errors.length === 2 && errors.every((l) => /read-only file system \(EROFS\)/.test(l)) && /rc=1[\s\S]*rc=1/.test(r.err) && /left=0/.test(r.err);
+    recordReliability({ fault: 'runs_dir on a read-only file system (missing there, and existing)', stage: 'disk', injected: 2, survived: ok ? 2 : 0, lost: 0, outcome: ok ? 'exit 1 "not writable, read-only file system (EROFS)" + "set runtime.runs_dir to a folder on a writable file system"; nothing left' : r.err.slice(-400), test: 'tests/hostile/disk.test.ts' });
+    expect(r.err).not.toMatch(/ENOENT/);
+    expect(errors, r.err).toHaveLength(2);
+    for (const l of errors) expect(l).toMatch(/Could not write .*: not writable, read-only file system \(EROFS\)/);
+    expect(r.err).toMatch(/hint: set runtime\.runs_dir to a folder on a writable file system/);
+    expect(r.err).toMatch(/left=0/);
+    expect(r.err).not.toMatch(STACK);
+  });
+
+  it('a file-size limit (ulimit -f) hit while the real sidecar checkpoints: named with the fix, earlier artifacts intact, resumable', async () => {
+    const cwd = tmp('posttrain-fsize-');
+    // 100 KiB: the smoke model's first checkpoint (adapter + optimizer state) does not fit.
+    const r = await run('sh', ['-c', 'cd "$1" && ulimit -f 200 && exec "$2" "$3" run --preset smoke --stages sft --set stages.sft.max_steps=4 --set stages.sft.save_steps=2', 'sh', cwd, process.execPath, BIN], process.env, 90_000);
+    const id = readdirSync(join(cwd, 'runs')).find((d) => !d.startsWith('.'))!;
+    const dir = join(cwd, 'runs', id);
+    const record = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'));
+    const metrics = readFileSync(join(dir, 'stages', 'sft', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const ok = r.code === 1 && /\[file_too_large\].*ulimit -f unlimited/.test(r.err) && !/internal_error/.test(r.err) && record.stages.sft.status === 'failed';
+    recordReliability({ fault: 'file-size limit (ulimit -f 100 KiB) reached while the real sidecar writes its first checkpoint', stage: 'sft', injected: 1, survived: ok ? 1 : 0, lost: 0, outcome: ok ? `exit 1 [file_too_large] with the limit and "ulimit -f unlimited", then resume; run.json and ${metrics.length} metric lines parse` : r.err.slice(-300), test: 'tests/hostile/disk.test.ts' });
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/\[file_too_large\] writing a checkpoint failed: a file reached the file-size limit \(ulimit -f\), which is 102400 bytes here/);
+    expect(r.err).toMatch(/posttrain run --resume --run /);
+    expect(r.err).not.toContain('internal_error');
+    expect(r.err).not.toMatch(STACK);
+    expect(record.stages.sft.status).toBe('failed');
+    expect(metrics.length).toBeGreaterThan(0);
+  }, 120_000);
 });

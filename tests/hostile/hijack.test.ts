@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { Sidecar } from '../../src/bridge/sidecar.js';
 import { planTransport } from '../../src/bridge/endpoint.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
-import { tmp, waitFor } from '../helpers/cli.js';
+import { fakeEnv, spawnCli, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
 // What an attacker without the run's key can do: connect with every routing id it can guess (the
@@ -119,5 +119,14 @@ describe('security: the controller socket against a local attacker', () => {
       expect(plan.kind, JSON.stringify(plan)).toBe('ipc');
       if (plan.kind === 'ipc') expect(plan.base.length).toBeLessThan(60);
     }
+  });
+
+  it('a run with TMPDIR set to a missing folder starts its sidecar (ipc under the next base) and finishes', async () => {
+    const cwd = tmp();
+    const child = spawnCli(['run', '--preset', 'smoke', '--stages', 'sft'], { cwd, env: { ...fakeEnv({ stages: { '*': { steps: 2, step_time_s: 0, save_every: 0 } } }), TMPDIR: join(cwd, 'gone') } });
+    const exit = await child.exit;
+    recordReliability({ fault: 'TMPDIR names a folder that does not exist', stage: 'config', injected: 1, survived: exit.code === 0 ? 1 : 0, lost: 0, outcome: exit.code === 0 ? 'sidecar socket made under the next short base (/tmp); run ok' : child.err().slice(-300), test: 'tests/hostile/hijack.test.ts' });
+    expect(exit.code, child.err()).toBe(0);
+    expect(child.err()).not.toMatch(/internal error|ENOENT/);
   });
 });
