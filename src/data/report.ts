@@ -10,7 +10,20 @@ import type { Reason, RowProblem, ValidationReport } from './types.js';
 export function formatReport(r: ValidationReport): string {
   const lines = r.problems.map((p) => formatProblem(r.file, p));
   lines.push(summaryLine(r));
+  const dup = duplicatesLine(r);
+  if (dup) lines.push(dup);
   return lines.join('\n');
+}
+
+/** `note: 3 rows repeat an earlier row (line 9 = line 2, …); …`, or null without duplicates. */
+export function duplicatesLine(r: ValidationReport): string | null {
+  const d = r.duplicates;
+  if (!d || d.rows === 0) return null;
+  const shown = d.examples.map((e) => `line ${e.line} = line ${e.same_as}`).join(', ');
+  return (
+    `note: ${d.rows} ${d.rows === 1 ? 'row repeats' : 'rows repeat'} an earlier row exactly (${shown}${d.rows > d.examples.length ? ', …' : ''}); ` +
+    'they train as often as they appear, and a held-out split keeps rows with the same prompt on one side, so they never score themselves'
+  );
 }
 
 export function formatProblem(file: string, p: RowProblem): string {

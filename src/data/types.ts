@@ -64,6 +64,12 @@ export interface ValidationReport {
   problems: RowProblem[];
   /** Problems per reason (a row can have more than one problem). */
   counts: Partial<Record<Reason, number>>;
+  /**
+   * Good rows that repeat an earlier good row exactly (after mapping), and the first few as
+   * {line, same_as}. Not bad rows: they train, and the sidecar keeps rows with the same prompt on
+   * one side of a held-out split, so a duplicate never scores itself.
+   */
+  duplicates: { rows: number; examples: { line: number; same_as: number }[] };
   /** Bytes read, and their sha256. With `limit`, both cover exactly the lines read. */
   bytes: number;
   sha256: string;

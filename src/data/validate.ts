@@ -5,6 +5,7 @@
 //
 // File-level trouble (missing, a directory, unreadable, gzip or UTF-16, no rows) throws DataError; row-level
 // trouble is collected in the report, every problem with its 1-based physical line number.
+import { createHash } from 'node:crypto';
 import { stat, open, type FileHandle } from 'node:fs/promises';
 import { DATA_KINDS } from '../config/schema.js';
 import { didYouMean } from '../config/suggest.js';
@@ -26,6 +27,8 @@ export * from './types.js';
 export { formatReport, formatProblem, summaryLine } from './report.js';
 export { parseMapFlags } from './mapping.js';
 export { splitSharedPrompt, ASSISTANT_MARKER } from './formats.js';
+
+const MAX_DUPLICATE_EXAMPLES = 5;
 
 export async function validateFile(path: string, opts: ValidateOptions, onExample?: ExampleHandler): Promise<ValidationReport> {
   // Configuration first: a typo in a mapping or format fails before any I/O.
@@ -49,6 +52,10 @@ export async function validateFile(path: string, opts: ValidateOptions, onExampl
   let rows = 0;
   let ok = 0;
   let blank = 0;
+  // Exact duplicates of an earlier good row. Memory trap: one 16-character key per distinct row
+  // (~80 bytes each, ~80 MB for a million rows) — the only per-row state this reader keeps.
+  const firstLineOf = new Map<string, number>();
+  const duplicates: ValidationReport['duplicates'] = { rows: 0, examples: [] };
   try {
     while (limit === null || rows < limit) {
       // Only the reader's own errors are file errors; errors from onExample propagate as they are.
@@ -68,6 +75,13 @@ export async function validateFile(path: string, opts: ValidateOptions, onExampl
       const example = checkLine(raw, checker, problems, maxLineBytes);
       if (example === null) continue;
       ok += 1;
+      const key = createHash('sha256').update(JSON.stringify(example)).digest('hex').slice(0, 16);
+      const first = firstLineOf.get(key);
+      if (first === undefined) firstLineOf.set(key, raw.line);
+      else {
+        duplicates.rows += 1;
+        if (duplicates.examples.length < MAX_DUPLICATE_EXAMPLES) duplicates.examples.push({ line: raw.line, same_as: first });
+      }
       if (onExample) await onExample(example, raw.line);
     }
   } finally {
@@ -93,6 +107,7 @@ export async function validateFile(path: string, opts: ValidateOptions, onExampl
     blank,
     problems,
     counts,
+    duplicates,
     bytes: reader.bytes,
     sha256: reader.digest(),
   };

@@ -12,7 +12,17 @@ describe('formatReport', () => {
       `${path}:3: prompt: expected a string, got number`,
       `${path}:4: prompt: expected a string, got number`,
       '5 rows: 2 ok, 3 bad (wrong_type ×2, bad_json ×1)',
+      expect.stringMatching(/^note: 1 row repeats an earlier row exactly \(line 6 = line 1\)/),
     ]);
+  });
+
+  it('counts exact duplicates of earlier rows (after mapping), with the first few lines', async () => {
+    const rows = Array.from({ length: 12 }, (_, i) => ({ prompt: `q${i % 4}`, chosen: `c${i % 4}`, rejected: `r${i % 4}` }));
+    const path = await tempFile(jsonl(...rows, { prompt: 'q0', chosen: 'r0', rejected: 'c0' }));
+    const report = await validateFile(path, { kind: 'preference', format: 'auto', columns: {} });
+    expect(report.duplicates.rows).toBe(8);
+    expect(report.duplicates.examples).toEqual([5, 6, 7, 8, 9].map((line) => ({ line, same_as: ((line - 1) % 4) + 1 })));
+    expect(formatReport(report)).toMatch(/note: 8 rows repeat an earlier row exactly \(line 5 = line 1, .*line 9 = line 1, …\); .*held-out split keeps rows with the same prompt on one side/);
   });
 
   it('is a single summary line for a clean file', async () => {
