@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../paths.js';
+import { describeTransport, type TransportPlan } from '../bridge/endpoint.js';
 import type { PackageInfo, ProbeFailure, ProbeResult } from './probe.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -234,6 +235,43 @@ export function checkDisk(path: string, freeBytes: number, limits = DISK): Check
   if (freeBytes < limits.failBytes) return { name: 'disk', status: 'fail', detail: `${detail}: checkpoints and adapters will not fit (needs ≥ ${gib(limits.failBytes)})`, fix };
   if (freeBytes < limits.warnBytes) return { name: 'disk', status: 'warn', detail: `${detail}: tight for checkpoints of a real model (≥ ${gib(limits.warnBytes)} advised)`, fix };
   return { name: 'disk', status: 'ok', detail };
+}
+
+/** What doctor found about the runs folder: whether it can be written, and its run folders' modes. */
+export interface RunsFolderFacts {
+  exists: boolean;
+  /** The errno code of a failed write test (EROFS, EACCES…), else undefined. */
+  notWritable?: string;
+  /** Permission bits of each run folder in it. */
+  runModes: number[];
+}
+
+/** Runs are private (0700): a run folder others can read exposes its copy of the training data. */
+export function checkRunsFolder(path: string, f: RunsFolderFacts): Check {
+  const fix = `set runtime.runs_dir (or --runs-dir) to a folder you can write to`;
+  if (f.notWritable) return { name: 'runs_folder', status: 'fail', detail: `${path} is not writable (${f.notWritable})`, fix };
+  const open = f.runModes.filter((m) => (m & 0o077) !== 0);
+  if (open.length > 0) {
+    return {
+      name: 'runs_folder',
+      status: 'warn',
+      detail: `${open.length} of ${f.runModes.length} run folder(s) in ${path} can be read by other users (made before runs were private, or chmod-ed): their data/ holds copies of training files`,
+      fix: `chmod -R go-rwx ${path}/*`,
+    };
+  }
+  const what = f.exists ? `${f.runModes.length} run folder(s), all private (0700)` : 'will be created; run folders are private (0700)';
+  return { name: 'runs_folder', status: 'ok', detail: `${path}: ${what}` };
+}
+
+/** The socket the controller and sidecar would talk over now (src/bridge/endpoint.ts decides). */
+export function checkTransport(plan: TransportPlan): Check {
+  if (plan.kind === 'ipc') return { name: 'transport', status: 'ok', detail: describeTransport(plan) };
+  return {
+    name: 'transport',
+    status: 'warn',
+    detail: `${describeTransport(plan)}; other local users can connect to the port`,
+    fix: 'export TMPDIR=/tmp (any short folder you can write to), so the sidecar socket is a private Unix socket',
+  };
 }
 
 export function checkSmokeModel(root = PACKAGE_ROOT): Check {

@@ -1,7 +1,8 @@
 // `posttrain doctor`: is this machine ready to train? Node, the build, the sidecar's Python and
 // its packages (through one probe process), GPU, disk, the smoke model; each problem with the
 // command that fixes it.
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, statfsSync, statSync } from 'node:fs';
+import { planTransport } from '../bridge/endpoint.js';
 import { dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { PACKAGE_ROOT } from '../paths.js';
@@ -18,11 +19,14 @@ import {
   checkPackage,
   checkPython,
   checkPythonFailure,
+  checkRunsFolder,
   checkSidecar,
   checkSmokeModel,
   checkTorch,
+  checkTransport,
   checkVirtualenv,
   knownGood,
+  type RunsFolderFacts,
 } from './checks.js';
 import { isProbeFailure, runProbe } from './probe.js';
 
@@ -54,6 +58,30 @@ export function freeBytesAt(path: string): { at: string; free: number } {
   while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
   const s = statfsSync(at);
   return { at, free: Number(s.bavail) * Number(s.bsize) };
+}
+
+/** Can a folder be made in the runs folder (a real write: access() misses a read-only mount for
+ * some users), and the mode of each run folder in it. */
+export function runsFolderFacts(runsDir: string): RunsFolderFacts {
+  if (!existsSync(runsDir)) {
+    const { at } = freeBytesAt(runsDir);
+    try {
+      accessSync(at, constants.W_OK);
+    } catch (e) {
+      return { exists: false, notWritable: (e as NodeJS.ErrnoException).code ?? 'error', runModes: [] };
+    }
+    return { exists: false, runModes: [] };
+  }
+  const runModes: number[] = [];
+  for (const e of readdirSync(runsDir, { withFileTypes: true })) {
+    if (e.isDirectory() && !e.name.startsWith('.') && existsSync(join(runsDir, e.name, 'run.json'))) runModes.push(statSync(join(runsDir, e.name)).mode & 0o777);
+  }
+  try {
+    rmdirSync(mkdtempSync(join(runsDir, '.doctor-')));
+  } catch (e) {
+    return { exists: true, notWritable: (e as NodeJS.ErrnoException).code ?? 'error', runModes };
+  }
+  return { exists: true, runModes };
 }
 
 async function nvidiaSmiGpus(): Promise<number> {
@@ -90,7 +118,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   }
   const runsDir = resolve(opts.cwd, opts.runsDir);
   const { at, free } = freeBytesAt(runsDir);
-  checks.push(checkDisk(at, free), checkSmokeModel());
+  checks.push(checkDisk(at, free), checkRunsFolder(runsDir, runsFolderFacts(runsDir)), checkTransport(planTransport(opts.env)), checkSmokeModel());
   return { ok: checks.every((c) => c.status !== 'fail'), python, checks };
 }
 

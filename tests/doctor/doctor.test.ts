@@ -1,10 +1,10 @@
 // `posttrain doctor` against real interpreters: the project venv, a missing one, a bare venv
 // without torch, and a copy of the install that has no .venv at all.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Check, checkDisk, checkNode, checkPackage, checkPythonFailure, DISK, FIX, knownGood } from '../../src/doctor/checks.js';
+import { type Check, checkDisk, checkNode, checkPackage, checkPythonFailure, checkRunsFolder, checkTransport, DISK, FIX, knownGood } from '../../src/doctor/checks.js';
 import { freeBytesAt } from '../../src/doctor/index.js';
 import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../../src/paths.js';
 import { cli, tmp } from '../helpers/cli.js';
@@ -58,6 +58,35 @@ describe('doctor checks (unit)', () => {
     expect(broken.fix).toContain('--force-reinstall peft');
     const missing = checkPythonFailure(DEFAULT_VENV_PYTHON, { kind: 'missing', message: `${DEFAULT_VENV_PYTHON} does not exist` });
     expect(missing).toMatchObject({ status: 'fail', fix: FIX.setup });
+  });
+});
+
+describe('doctor: run-folder permissions and the socket transport', () => {
+  it('reports private run folders, warns about readable ones with the chmod fix, and names the transport', async () => {
+    const cwd = tmp();
+    const r0 = await cli(['doctor', '--json', '--python', '/nonexistent/bin/python'], { cwd });
+    const fresh = byName(JSON.parse(r0.out).checks);
+    expect(fresh.runs_folder).toMatchObject({ status: 'ok', detail: expect.stringMatching(/will be created; run folders are private \(0700\)/) });
+    expect(fresh.transport).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^ipc socket in a private 0700 folder under \//) });
+    for (const [id, mode] of [['old', 0o755], ['new', 0o700]] as const) {
+      mkdirSync(join(cwd, 'runs', id), { recursive: true });
+      writeFileSync(join(cwd, 'runs', id, 'run.json'), '{}');
+      chmodSync(join(cwd, 'runs', id), mode);
+    }
+    const r = await cli(['doctor', '--json', '--python', '/nonexistent/bin/python'], { cwd });
+    const runs = byName(JSON.parse(r.out).checks).runs_folder!;
+    expect(runs).toMatchObject({ status: 'warn', fix: `chmod -R go-rwx ${join(cwd, 'runs')}/*` });
+    expect(runs.detail).toMatch(/1 of 2 run folder\(s\) .* can be read by other users/);
+    // TMPDIR too long for a socket: the next short base is used and named.
+    const long = join(cwd, 'x'.repeat(110));
+    mkdirSync(long);
+    const r2 = await cli(['doctor', '--json', '--python', '/nonexistent/bin/python'], { cwd, env: { ...process.env, TMPDIR: long } });
+    expect(byName(JSON.parse(r2.out).checks).transport!.detail).toMatch(/passed over .*path too long for a socket/);
+  });
+
+  it('unit: a loopback TCP transport is a warning with the TMPDIR fix; an unwritable runs folder fails', () => {
+    expect(checkTransport({ kind: 'tcp', reason: 'no short private folder for a socket' })).toMatchObject({ status: 'warn', fix: expect.stringMatching(/TMPDIR/) });
+    expect(checkRunsFolder('/r', { exists: true, notWritable: 'EROFS', runModes: [] })).toMatchObject({ status: 'fail', detail: '/r is not writable (EROFS)' });
   });
 });
 
