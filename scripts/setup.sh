@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for posttrain, and nothing else: node dependencies, the compiled
-# CLI, a Python virtualenv with the sidecar and its dependencies, the offline smoke model.
+# CLI, a Python virtualenv with the sidecar and its dependencies, the offline smoke model. All of it
+# inside this folder: the main job (`make smoke`) never touches the system. What only the tests
+# need from the system (Chromium) is scripts/setup-tests.sh, run by `make test` alone.
 # Idempotent and quiet when everything is already in place (each step keeps a stamp of its inputs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -60,21 +62,3 @@ if [ -f scripts/build_smoke_model.py ] && [ ! -f data/smoke-model/model.safetens
   .venv/bin/python scripts/build_smoke_model.py >&2
 fi
 
-# --- chromium (tests/report/browser.test.ts) -------------------------------------------------
-# `posttrain report` is checked in Debian's headless Chromium. Installed only as root or with
-# passwordless sudo; elsewhere the browser test is skipped (and fails under CI, which must have it).
-# A machine where it cannot be installed is stamped, so the notice is given once.
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && ! fresh chromium "absent-uid$(id -u)"; then
-  as_root=()
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root=(sudo -n); fi
-  if [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; then
-    say "installing chromium (apt-get), for the report's browser test"
-    apt=(${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get -qq)
-    "${apt[@]}" install -y chromium >&2 </dev/null \
-      || { "${apt[@]}" update >&2 && "${apt[@]}" install -y chromium >&2 </dev/null; } \
-      || say "warning: could not install chromium; the report's browser test will be skipped"
-  else
-    say "chromium is missing and installing it needs root (apt-get install chromium); the report's browser test will be skipped"
-  fi
-  [ -x /usr/bin/chromium ] || echo "absent-uid$(id -u)" >"$STAMPS/chromium"
-fi
