@@ -20,6 +20,9 @@ Checked:
     the device's free memory: one "info" line per stage (``memory_estimate``), and
     ``memory_exceeds`` (an error, a warning with ``runtime.memory_check: warn``, nothing with
     ``off``) naming the settings that would make it fit;
+  * every conversational row of a selected stage (``messages``; body ``data: {target: path}``, the
+    run's copies) renders through the model's chat template (``chat_template_refused``, with the
+    rows; ``chat_template_missing``; ``chat_template_no_generation`` for assistant-only loss);
   * every ``runtime.report_to`` integration is installed (``integration_missing``: transformers
     would otherwise fail while building the first trainer, after the model loaded); W&B in online
     mode without credentials is a warning (``wandb_not_logged_in``: wandb.init fails without a tty).
@@ -27,6 +30,7 @@ Checked:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from typing import Any, Callable, Iterable, Sequence
@@ -135,6 +139,88 @@ def check_model(config: dict) -> list[Problem]:
                            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or copy its tokenizer files there.",
                            fail_severity))
     return out
+
+
+# Stage -> the data target whose rows may be conversations (``messages``). Issue 16 widens this.
+CHAT_TARGETS = {"sft": "sft"}
+SHOWN_ROWS = 20
+
+
+def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], *, tokenizer: Any = None) -> list[Problem]:
+    """Render every conversational row of the selected stages through the model's chat template,
+    the way the stage will, and report the rows it refuses (a strict template raises on roles out
+    of order: user, user, assistant), with ``data: {target, rows: [{row, roles, reason}]}`` (row:
+    0-based in the run's copy; the controller turns it into file:line). Also: a conversational file
+    for a tokenizer without a chat template, and assistant-only loss with a template that does not
+    mark assistant turns (``{% generation %}``), which TRL refuses only once training starts."""
+    out: list[Problem] = []
+    for stage in stages:
+        target = CHAT_TARGETS.get(stage)
+        path = data.get(target) if target else None
+        if not path or not os.path.isfile(path):
+            continue
+        convos: list[tuple[int, list]] = []
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if line.strip():
+                    row = json.loads(line)
+                    if isinstance(row.get("messages"), list):
+                        convos.append((i, row["messages"]))
+        if not convos:
+            continue
+        tok = tokenizer
+        if tok is None:
+            try:
+                from transformers import AutoTokenizer
+
+                model = config.get("model") or {}
+                tok = AutoTokenizer.from_pretrained(model["id"], revision=model.get("revision") or None,
+                                                    trust_remote_code=bool(model.get("trust_remote_code")), local_files_only=True)
+            except Exception:  # noqa: BLE001 - check_model reports a tokenizer that does not load
+                continue
+        template = getattr(tok, "chat_template", None)
+        if not template:
+            out.append(problem(stage, "chat_template_missing",
+                               f"data.{target} holds conversations (messages), but the tokenizer of {config['model']['id']} has no chat template to render them",
+                               f"Use a model whose tokenizer has a chat template, or give data.{target} prompt/response rows."))
+            continue
+        bad = []
+        for i, messages in convos:
+            try:
+                tok.apply_chat_template(messages, tokenize=False)
+            except Exception as e:  # noqa: BLE001 - jinja's raise_exception, or a KeyError in the template
+                roles = ", ".join(str(m.get("role")) if isinstance(m, dict) else "?" for m in messages)
+                bad.append({"row": i, "roles": roles, "reason": _short(e, 200)})
+        if bad:
+            first = bad[0]
+            out.append(problem(stage, "chat_template_refused",
+                               f"the chat template of {config['model']['id']} refuses {len(bad)} of {len(convos)} conversations in data.{target} "
+                               f"(first: row {first['row'] + 1} of the run's copy, roles {first['roles']}: {first['reason']})",
+                               "Fix or drop those rows (most templates want user and assistant turns alternating, an optional system "
+                               "turn first), or use a model whose template accepts them.",
+                               data={"target": target, "rows": bad[:SHOWN_ROWS], "count": len(bad)}))
+        train = ((config.get("stages") or {}).get(stage) or {})
+        if train.get("completion_only_loss") and not _training_template_ok(tok):
+            out.append(problem(stage, "chat_template_no_generation",
+                               f"stages.{stage}.completion_only_loss is true, so conversations train on assistant turns only, but the chat "
+                               f"template of {config['model']['id']} does not mark them ({{% generation %}}) and TRL has no patched "
+                               "version of it; TRL would stop when the trainer is built",
+                               f"Set stages.{stage}.completion_only_loss false (loss on every token), or use a template with {{% generation %}} markers."))
+    return out
+
+
+def _training_template_ok(tok: Any) -> bool:
+    """What TRL's SFTTrainer does with assistant_only_loss: a template with generation markers is
+    used as is, a known one is swapped for TRL's patched copy, any other is refused."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tok.chat_template):
+        return True
+    try:
+        get_training_chat_template(tok)
+    except ValueError:
+        return False
+    return True
 
 
 def check_stages(stages: Sequence[str], known_stages: Iterable[str]) -> list[Problem]:
@@ -333,6 +419,9 @@ def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     out += check_integrations(config, python=sys.executable)
     out += check_model(config)
     out += check_rewards(config, stages)
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    if not any(p["severity"] == "error" for p in out):
+        out += check_chat_rows(config, stages, {k: v for k, v in data.items() if isinstance(v, str)})
     if not any(p["severity"] == "error" for p in out):
         out += check_memory(config, [s for s in stages if s in set(known_stages)])
     return out

@@ -229,14 +229,15 @@ export class Sidecar {
 
   /**
    * Ask the sidecar to check, without loading weights, what the given stages will need (model
-   * config and tokenizer, reward functions, device, vLLM, bitsandbytes): `preflight {config,
-   * stages}` out, `preflight.result {ok, problems}` (re = its id) back. Rejects when the sidecar
+   * config and tokenizer, reward functions, device, vLLM, bitsandbytes, the run's conversational
+   * rows through the chat template: `data` is {target: path of the run's copy}): `preflight {config,
+   * stages, data}` out, `preflight.result {ok, problems}` (re = its id) back. Rejects when the sidecar
    * fails or closes, or with PreflightTimeoutError after `timeoutMs`.
    */
-  preflight(config: unknown, stages: readonly string[], timeoutMs = 180_000): Promise<PreflightResult> {
+  preflight(config: unknown, stages: readonly string[], timeoutMs = 180_000, data: Record<string, string> = {}): Promise<PreflightResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.peer === undefined) return Promise.reject(new Error('sidecar has not said hello'));
-    const { frames, id } = encode(this.key, this.session, 'preflight', { config, stages: [...stages] });
+    const { frames, id } = encode(this.key, this.session, 'preflight', { config, stages: [...stages], data });
     return new Promise<PreflightResult>((resolve, reject) => {
       // Registered before sending, like a stage request.
       const timer = setTimeout(() => {

@@ -3,7 +3,7 @@
 import type { Config, StageName } from '../config/schema.js';
 import { DataError } from '../errors.js';
 import { formatReport, validateFile } from '../data/validate.js';
-import type { ExampleHandler, ValidationReport } from '../data/types.js';
+import type { ExampleHandler, ValidateOptions, ValidationReport } from '../data/types.js';
 import { type DataTarget, requiredFieldsFor, sourceOf, targetsForStage, DATA_TARGETS } from '../data/targets.js';
 
 export interface CheckedData {
@@ -13,6 +13,12 @@ export interface CheckedData {
 
 /** Rows shown per file in the error; `posttrain validate` prints them all. */
 const SHOWN_PER_FILE = 20;
+
+/** How a target's source is read, for the run's copy and for finding its rows again. */
+function validateOptions(config: Config, target: DataTarget): ValidateOptions {
+  const src = sourceOf(config, target);
+  return { kind: DATA_TARGETS[target].kind, format: src.format, columns: src.columns, requiredFields: requiredFieldsFor(config, target), maxChars: src.max_chars, limit: src.limit };
+}
 
 export async function checkStageData(
   config: Config,
@@ -27,18 +33,7 @@ export async function checkStageData(
     for (const target of targetsForStage(stage)) {
       const src = sourceOf(config, target);
       if (src.path === null) continue; // config rules already demand paths for selected stages
-      const report = await validateFile(
-        src.path,
-        {
-          kind: DATA_TARGETS[target].kind,
-          format: src.format,
-          columns: src.columns,
-          requiredFields: requiredFieldsFor(config, target),
-          maxChars: src.max_chars,
-          limit: src.limit,
-        },
-        onExample?.(target),
-      );
+      const report = await validateFile(src.path, validateOptions(config, target), onExample?.(target));
       checked.push({ target, report });
       if (report.bad === 0) continue;
       if (src.on_bad_rows === 'skip') onSkipped?.(target, report);
@@ -52,6 +47,18 @@ export async function checkStageData(
     );
   }
   return checked;
+}
+
+/**
+ * The source line of each row of a target's canonical copy (index = row of the copy), read again
+ * with the same settings; null when the source's bytes are not those the copy was taken from.
+ */
+export async function sourceLines(config: Config, target: DataTarget, sha256: string): Promise<number[] | null> {
+  const src = sourceOf(config, target);
+  if (src.path === null) return null;
+  const lines: number[] = [];
+  const report = await validateFile(src.path, validateOptions(config, target), (_ex, line) => void lines.push(line));
+  return report.sha256 === sha256 ? lines : null;
 }
 
 function shorten(report: ValidationReport): string {

@@ -328,7 +328,7 @@ async function withSidecar(
     const ctx: StageContext = { sidecar, runDir: dir, record: updated, interrupt, progress, setLogSink: (s) => (sink = s) };
     // Before any stage is marked running: model config and tokenizer load, reward functions
     // import, device / vLLM / bitsandbytes are there. Problems fail with PreflightError (exit 2).
-    const checked = await sidecarPreflight({ sidecar, config, stages, runDir: dir, interrupt, progress, log: (l) => (sink ?? runLog)(l) });
+    const checked = await sidecarPreflight({ sidecar, config, stages, runDir: dir, interrupt, progress, log: (l) => (sink ?? runLog)(l), data: updated.data });
     if (checked) ctx.record = checked;
     await body(ctx);
   } finally {

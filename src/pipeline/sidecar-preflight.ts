@@ -9,6 +9,34 @@ import type { Config, StageName } from '../config/schema.js';
 import { EXIT, InterruptedError, PosttrainError } from '../errors.js';
 import type { Progress } from '../ui/progress.js';
 import type { Interrupt } from './interrupt.js';
+import { inRun } from './lineage.js';
+import { sourceLines } from './preflight.js';
+import type { DataTarget } from '../data/targets.js';
+
+interface RowProblem {
+  row: number;
+  roles: string;
+  reason: string;
+}
+
+/**
+ * A problem about rows of the run's copy of a data file (`data: {target, rows: [{row, roles,
+ * reason}], count}`, row 0-based there) restated with the user's file:line, which is what they
+ * can open and fix. The copy left bad rows out (on_bad_rows: skip), so lines come from reading the
+ * source again the same way; when it changed since the copy was taken, rows are named in the copy.
+ */
+async function locateRows(p: PreflightProblem, config: Config, data: RunRecord['data']): Promise<PreflightProblem> {
+  const target = p.data?.target as DataTarget | undefined;
+  const rows = p.data?.rows as RowProblem[] | undefined;
+  const record = target ? data[target] : undefined;
+  if (!target || !Array.isArray(rows) || rows.length === 0 || !record) return p;
+  const lines = await sourceLines(config, target, record.sha256).catch(() => null);
+  const at = (r: RowProblem) => (lines?.[r.row] !== undefined ? `${record.source}:${lines[r.row]}` : `the run's ${record.canonical} row ${r.row + 1}`);
+  const count = typeof p.data?.count === 'number' ? p.data.count : rows.length;
+  const head = p.message.replace(/ \(first: row .*\)$/, '');
+  const more = count > rows.length ? [`        … and ${count - rows.length} more`] : [];
+  return { ...p, message: [`${head}:`, ...rows.map((r) => `        ${at(r)}: roles ${r.roles}: ${r.reason}`), ...more].join('\n') };
+}
 
 /** What run.json keeps of the last preflight (and, when it failed, why the run failed). */
 export interface PreflightRecord {
@@ -43,6 +71,8 @@ export interface PreflightOptions {
   progress: Progress;
   /** The run-level sidecar.log. */
   log: (line: string) => void;
+  /** The run's data: conversational rows are rendered through the chat template by the sidecar. */
+  data?: RunRecord['data'];
   timeoutMs?: number;
 }
 
@@ -52,7 +82,8 @@ export async function sidecarPreflight(o: PreflightOptions): Promise<RunRecord |
   // Ctrl-C while the sidecar checks: stop it now (nothing to checkpoint yet).
   const off = o.interrupt.onCancel(() => void o.sidecar.kill());
   try {
-    result = await o.sidecar.preflight(o.config, o.stages, o.timeoutMs ?? o.config.runtime.start_timeout_s * 1000);
+    const paths = Object.fromEntries(Object.entries(o.data ?? {}).flatMap(([t, d]) => (d ? [[t, inRun(o.runDir, d.canonical) ?? '']] : [])));
+    result = await o.sidecar.preflight(o.config, o.stages, o.timeoutMs ?? o.config.runtime.start_timeout_s * 1000, paths);
   } catch (e) {
     if (o.interrupt.requested) throw new InterruptedError('Interrupted before any stage started.');
     if (e instanceof PreflightTimeoutError) {
@@ -65,6 +96,7 @@ export async function sidecarPreflight(o: PreflightOptions): Promise<RunRecord |
   } finally {
     off();
   }
+  result = { ...result, problems: await Promise.all(result.problems.map((p) => locateRows(p, o.config, o.data ?? {}))) };
   for (const p of result.problems) o.log(`[preflight] ${p.severity} ${where(p)} ${p.code}: ${p.message}${p.fix ? ` (fix: ${p.fix})` : ''}`);
   for (const p of result.problems) if (p.severity !== 'error') o.progress.note(`${p.severity === 'warning' ? 'warning' : 'note'}: ${where(p)} ${p.message}`);
   const errors = result.problems.filter((p) => p.severity === 'error');
