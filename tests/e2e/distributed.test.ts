@@ -32,7 +32,9 @@ function shape(dir: string): string[] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else out.add(relative(dir, p).replace(/rng_state(_\d+)?\.pth$/, 'rng_state*.pth'));
+      // alerts.jsonl exists only when a health rule fired, which depends on the sampled completions
+      // (each rank generates its own): what the run saw, not the shape of its artifacts.
+      else if (e.name !== 'alerts.jsonl') out.add(relative(dir, p).replace(/rng_state(_\d+)?\.pth$/, 'rng_state*.pth'));
     }
   };
   walk(dir);

@@ -69,7 +69,7 @@ describe('security: the controller socket against a local attacker', () => {
         injected: 4,
         survived: ok ? 4 : 0,
         lost: steps - seen.length,
-        outcome: ok ? 'route not taken: the sidecar id is secret and only a signed hello can move it; stage ok with every metric; junk dropped and logged' : `run broken: ${result.status}`,
+        outcome: ok ? 'route not taken (no ROUTER_HANDOVER; a new connection is adopted only on a signed hello); stage ok with every metric; junk dropped and logged' : `run broken: ${result.status}`,
         test: 'tests/hostile/hijack.test.ts',
       });
       expect(result.status).toBe('ok');
