@@ -4,8 +4,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Sidecar, type SidecarSpec } from '../../src/bridge/sidecar.js';
 import { runCli } from '../../src/cli/main.js';
-import { PACKAGE_ROOT } from '../../src/paths.js';
+import { DEFAULT_VENV_PYTHON, PACKAGE_ROOT } from '../../src/paths.js';
 
 export const BIN = join(PACKAGE_ROOT, 'bin', 'posttrain.js');
 
@@ -72,4 +73,18 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A started controller bridge to the fake sidecar (a real process), running `script`. */
+export function startFakeSidecar(script: unknown, spec: Partial<SidecarSpec> = {}): Promise<Sidecar> {
+  return Sidecar.start({
+    python: DEFAULT_VENV_PYTHON,
+    module: 'posttrain_sidecar.fake',
+    cwd: tmp(),
+    env: { POSTTRAIN_FAKE_SCRIPT: JSON.stringify(script) },
+    startTimeoutS: 20,
+    heartbeatIntervalS: 0.5,
+    heartbeatTimeoutS: 10,
+    ...spec,
+  });
 }

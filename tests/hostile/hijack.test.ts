@@ -7,10 +7,9 @@ import { execa } from 'execa';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Sidecar } from '../../src/bridge/sidecar.js';
 import { planTransport } from '../../src/bridge/endpoint.js';
 import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
-import { fakeEnv, spawnCli, tmp, waitFor } from '../helpers/cli.js';
+import { fakeEnv, spawnCli, startFakeSidecar, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
 // What an attacker without the run's key can do: connect with every routing id it can guess (the
@@ -37,23 +36,13 @@ while time.monotonic() < end:
 print("done", flush=True)
 `;
 
-const quickStage = (steps: number) => ({ POSTTRAIN_FAKE_SCRIPT: JSON.stringify({ stages: { '*': { steps, step_time_s: 0.05, save_every: 0 } } }) });
+const quickStage = (steps: number) => ({ stages: { '*': { steps, step_time_s: 0.05, save_every: 0 } } });
 
 describe('security: the controller socket against a local attacker', () => {
   it('over TCP, a second process connecting with the sidecar routing ids it can guess does not take the route over', async () => {
     const warnings: string[] = [];
     const steps = 60;
-    const s = await Sidecar.start({
-      python: DEFAULT_VENV_PYTHON,
-      module: 'posttrain_sidecar.fake',
-      cwd: tmp(),
-      env: quickStage(steps),
-      startTimeoutS: 20,
-      heartbeatIntervalS: 0.2,
-      heartbeatTimeoutS: 1.5,
-      transport: 'tcp',
-      onBridgeWarning: (m) => warnings.push(m),
-    });
+    const s = await startFakeSidecar(quickStage(steps), { heartbeatIntervalS: 0.2, heartbeatTimeoutS: 1.5, transport: 'tcp', onBridgeWarning: (m) => warnings.push(m) });
     try {
       expect(s.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
       const seen: number[] = [];
@@ -84,17 +73,7 @@ describe('security: the controller socket against a local attacker', () => {
 
   it('when the sidecar itself reconnects (an oversized message dropped its connection), a signed hello moves the route', async () => {
     const warnings: string[] = [];
-    const s = await Sidecar.start({
-      python: DEFAULT_VENV_PYTHON,
-      module: 'posttrain_sidecar.fake',
-      cwd: tmp(),
-      env: quickStage(40),
-      startTimeoutS: 20,
-      heartbeatIntervalS: 0.2,
-      heartbeatTimeoutS: 5,
-      transport: 'tcp',
-      onBridgeWarning: (m) => warnings.push(m),
-    });
+    const s = await startFakeSidecar(quickStage(40), { heartbeatIntervalS: 0.2, heartbeatTimeoutS: 5, transport: 'tcp', onBridgeWarning: (m) => warnings.push(m) });
     try {
       const seen: number[] = [];
       // Over the sidecar's MAXMSGSIZE: libzmq drops the connection, the sidecar reconnects.

@@ -10,9 +10,7 @@ import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import * as zmq from 'zeromq';
 import { checkMetric, decode, encode, MAX_MESSAGE_BYTES, MetricBody, ProtocolError, sign } from '../../src/bridge/protocol.js';
-import { Sidecar } from '../../src/bridge/sidecar.js';
-import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
-import { tmp } from '../helpers/cli.js';
+import { startFakeSidecar, tmp } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: true });
@@ -22,16 +20,7 @@ describe('hostile peer on the controller socket', () => {
   it('garbage, bad signatures, foreign peers/sessions, unknown types and an oversized frame are dropped; the stage completes', async () => {
     const warnings: string[] = [];
     const steps = 60;
-    const s = await Sidecar.start({
-      python: DEFAULT_VENV_PYTHON,
-      module: 'posttrain_sidecar.fake',
-      cwd: tmp(),
-      env: { POSTTRAIN_FAKE_SCRIPT: JSON.stringify({ stages: { '*': { steps, step_time_s: 0.02, save_every: 0 } } }) },
-      startTimeoutS: 20,
-      heartbeatIntervalS: 0.5,
-      heartbeatTimeoutS: 10,
-      onBridgeWarning: (m) => warnings.push(m),
-    });
+    const s = await startFakeSidecar({ stages: { '*': { steps, step_time_s: 0.02, save_every: 0 } } }, { onBridgeWarning: (m) => warnings.push(m) });
     const hostile = new zmq.Dealer({ linger: 0, routingId: 'intruder' });
     const hostile2 = new zmq.Dealer({ linger: 0 });
     try {

@@ -5,24 +5,13 @@
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Sidecar } from '../../src/bridge/sidecar.js';
-import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
-import { tmp } from '../helpers/cli.js';
+import { startFakeSidecar, tmp } from '../helpers/cli.js';
 
-const spec = (script: unknown, warnings: string[] = []) => ({
-  python: DEFAULT_VENV_PYTHON,
-  module: 'posttrain_sidecar.fake',
-  cwd: tmp(),
-  env: { POSTTRAIN_FAKE_SCRIPT: JSON.stringify(script) },
-  startTimeoutS: 20,
-  heartbeatIntervalS: 0.5,
-  heartbeatTimeoutS: 10,
-  onBridgeWarning: (m: string) => warnings.push(m),
-});
+const start = (script: unknown, warnings: string[] = []) => startFakeSidecar(script, { onBridgeWarning: (m: string) => warnings.push(m) });
 
 describe('Sidecar bridge', () => {
   it('pings, streams 2,000 metrics in order, and shuts down with exit 0', async () => {
-    const s = await Sidecar.start(spec({ stages: { '*': { steps: 2000, step_time_s: 0, save_every: 0 } } }));
+    const s = await start({ stages: { '*': { steps: 2000, step_time_s: 0, save_every: 0 } } });
     expect(s.hello).toMatchObject({ protocol: '1.1', fake: true });
     // Reachable by this user only: an ipc socket inside a 0700 folder (or loopback tcp).
     if (s.endpoint.startsWith('ipc://')) expect(statSync(dirname(s.endpoint.slice('ipc://'.length))).mode & 0o777).toBe(0o700);
@@ -42,7 +31,7 @@ describe('Sidecar bridge', () => {
   it('batched metrics keep their order across batches, around checkpoints, and all arrive before the result', async () => {
     const warnings: string[] = [];
     const steps = 3000;
-    const s = await Sidecar.start(spec({ stages: { '*': { steps, step_time_s: 0, save_every: 250, metrics_per_step: 2 } } }, warnings));
+    const s = await start({ stages: { '*': { steps, step_time_s: 0, save_every: 250, metrics_per_step: 2 } } }, warnings);
     try {
       const seq: string[] = [];
       let metrics = 0;
