@@ -64,6 +64,7 @@ STAGE_DEFAULTS: dict[str, Any] = {
     "metrics_per_step": 1,
     "values": None,
     "values_from": None,
+    "logs": None,  # [{level, message}] sent at the stage's start
 }
 
 
@@ -212,6 +213,8 @@ def play_stage(request: dict[str, Any], conn: Connection, cfg: dict[str, Any], i
     model_id = model.get("id")
     init_adapter = request.get("init_adapter")
     resume_from = request.get("resume_from")
+    for entry in cfg.get("logs") or []:
+        conn.log(str(entry.get("level", "info")), str(entry.get("message", "")), stage)
     steps = int(cfg["steps"])
     step_time = float(cfg["step_time_s"] or 0)
     save_every = int(cfg["save_every"] or 0)

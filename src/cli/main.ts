@@ -16,6 +16,7 @@ import { registerStage } from './commands/stage.js';
 import { registerValidate } from './commands/validate.js';
 import { type CliIO, processIO } from './io.js';
 import type { ErrorEvent } from '../ui/ndjson.js';
+import { inert } from '../ui/inert.js';
 import { ndjsonErrorSink } from '../ui/select.js';
 
 export function buildProgram(io: CliIO): Command {
@@ -67,8 +68,9 @@ export function reportError(e: unknown, io: CliIO, debug: boolean, event?: (e: E
     return EXIT.usage;
   }
   if (e instanceof PosttrainError) {
-    io.err(`error: ${e.message}\n`);
-    if (e.hint) io.err(`hint: ${e.hint}\n`);
+    // Messages can carry text from files and the sidecar (a data row, a reward function's exception).
+    io.err(`error: ${inert(e.message)}\n`);
+    if (e.hint) io.err(`hint: ${inert(e.hint)}\n`);
     if (debug && e.stack) io.err(`${e.stack}\n`);
     event?.({ code: snakeCase(e.name), message: e.message, hint: e.hint ?? null, exit_code: e.exitCode });
     return e.exitCode;
@@ -88,7 +90,7 @@ export function reportError(e: unknown, io: CliIO, debug: boolean, event?: (e: E
   }
   // Not a user mistake: a bug. Say so plainly; the stack only with --debug.
   const err = e as Error;
-  io.err(`error: internal error: ${err?.message ?? String(e)}\n`);
+  io.err(`error: internal error: ${inert(err?.message ?? String(e))}\n`);
   io.err(debug ? `${err?.stack ?? ''}\n` : 'hint: rerun with --debug for the stack trace, and please report it.\n');
   event?.({ code: 'internal', message: `internal error: ${err?.message ?? String(e)}`, hint: 'rerun with --debug for the stack trace, and please report it', exit_code: EXIT.runFailed });
   return EXIT.runFailed;

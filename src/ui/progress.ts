@@ -3,6 +3,7 @@
 // the --json event stream ndjson.ts, and select.ts picks one; all write progress to stderr except
 // --json, whose events are stdout's only content.
 import type { Config, StageName } from '../config/schema.js';
+import { inert } from './inert.js';
 import { formatDuration, type Phase, RunTracker } from './track.js';
 
 /** A health rule that fired on the metric stream (see src/pipeline/health.ts). */
@@ -121,7 +122,7 @@ export function plainProgress(write: (text: string) => void, now: () => number =
       emit(stage, false);
     },
     log(stage, level, message) {
-      if (wantsLog(level)) write(`${stage}: ${level}: ${message}\n`);
+      if (wantsLog(level)) write(`${stage}: ${level}: ${inert(message)}\n`);
     },
     alert(stage, a) {
       write(`${alertText(stage, a)}\n`);
@@ -132,7 +133,7 @@ export function plainProgress(write: (text: string) => void, now: () => number =
       write(`${stage}: ${status} in ${wallS.toFixed(1)} s\n`);
     },
     note(text) {
-      write(`${text}\n`);
+      write(`${inert(text)}\n`);
     },
     runEnd({ status }) {
       track.runEnd(status);

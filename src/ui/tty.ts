@@ -290,7 +290,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
       throttled();
     },
     log(stage, level, message) {
-      if (level === 'warning' || level === 'error') print(`${stage}: ${level}: ${message}`, level === 'error' ? 'red' : 'yellow');
+      if (level === 'warning' || level === 'error') print(`${stage}: ${level}: ${inert(message)}`, level === 'error' ? 'red' : 'yellow');
     },
     alert(stage: StageName, a) {
       print(alertText(stage, a), a.severity === 'fatal' ? 'red' : 'yellow');
@@ -300,7 +300,7 @@ export function ttyProgress(opts: TtyOptions): TtyProgress {
       forced();
     },
     note(text) {
-      print(text, /^warning\b/.test(text) ? 'yellow' : undefined);
+      print(inert(text), /^warning\b/.test(text) ? 'yellow' : undefined);
     },
     runEnd({ status }) {
       track.runEnd(status);

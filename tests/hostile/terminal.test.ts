@@ -84,4 +84,26 @@ describe('security: terminal and file permissions', () => {
       expect(r.code).toBe(0);
     }
   });
+
+  it("text from the sidecar (log lines, a stage's error, preflight notes) reaches the terminal inert", async () => {
+    const evil = `${ESC}]0;pwned\x07${ESC}[2J\rover`;
+    const script = {
+      preflight_problems: [{ stage: 'sft', code: 'x', message: `note ${evil}`, severity: 'warning' }],
+      stages: { sft: { steps: 2, step_time_s: 0, save_every: 0, logs: [{ level: 'warning', message: `log ${evil}` }] }, dpo: { error: { code: 'boom', message: `error ${evil}` } } },
+    };
+    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft,dpo'], { cwd: tmp(), env: fakeEnv(script) });
+    const raw = [r.out, r.err].filter((t) => t.includes(ESC) || t.includes('\x07') || t.includes('\r'));
+    recordReliability({
+      fault: "escape sequences in the sidecar's log lines, a stage error and a preflight note (e.g. echoed from a data row or a reward function)",
+      stage: 'security',
+      injected: 3,
+      survived: raw.length === 0 ? 3 : 0,
+      lost: 0,
+      outcome: raw.length === 0 ? 'printed as \\x1b…, no control character reached the terminal' : 'control characters reached the terminal',
+      test: 'tests/hostile/terminal.test.ts',
+    });
+    expect(r.code).toBe(1);
+    expect(raw).toEqual([]);
+    for (const what of ['note', 'log', 'error']) expect(r.err).toContain(`${what} \\x1b]0;pwned\\x07\\x1b[2J\\x0dover`);
+  });
 });
