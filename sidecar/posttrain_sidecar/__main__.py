@@ -13,18 +13,14 @@ import os
 import sys
 from typing import Any, Callable, Union
 
+from .catalogue import STAGE_NAMES, handlers
 from .connection import Connection, StageError, serve
 
-KNOWN_STAGES = ("sft", "dpo", "grpo", "rlhf")
+KNOWN_STAGES = STAGE_NAMES
 
-# stage name -> "package.module:function" or a callable; imported on first use, so hello never
-# waits for torch.
-STAGE_HANDLERS: dict[str, Union[str, Callable[[dict, Connection], Any]]] = {
-    "sft": "posttrain_sidecar.stages.sft:run",
-    "dpo": "posttrain_sidecar.stages.dpo:run",
-    "grpo": "posttrain_sidecar.stages.grpo:run",
-    "rlhf": "posttrain_sidecar.stages.rlhf:run",
-}
+# stage name -> "package.module:function" (from the catalogue) or a callable (tests); imported on
+# first use, so hello never waits for torch.
+STAGE_HANDLERS: dict[str, Union[str, Callable[[dict, Connection], Any]]] = dict(handlers())
 
 
 def _resolve(target: Union[str, Callable]) -> Callable:

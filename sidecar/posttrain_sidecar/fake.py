@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .catalogue import STAGE_NAMES
 from .checkpoints import atomic_write_json, clear_complete_marker, is_complete, write_complete_marker
 from .connection import (
     EXIT_OK,
@@ -53,7 +54,7 @@ from .connection import (
 
 ENV_FAKE_SCRIPT = "POSTTRAIN_FAKE_SCRIPT"
 EXIT_CRASH = 3
-FAKE_STAGES = ["sft", "dpo", "grpo", "rlhf"]
+FAKE_STAGES = list(STAGE_NAMES)
 STAGE_DEFAULTS: dict[str, Any] = {
     "steps": 10,
     "step_time_s": 0.01,

@@ -5,9 +5,10 @@
 // defaults are tuned for full fine-tuning (learning rates ~1e-6) or are unsafe for small runs
 // (GRPO: beta 0, 8 generations of 512 tokens) we pick the LoRA-appropriate value and say why.
 import { z } from 'zod';
+import { STAGES, type StageName } from '../stages/catalogue.js';
 
-export const STAGES = ['sft', 'dpo', 'grpo', 'rlhf'] as const;
-export type StageName = (typeof STAGES)[number];
+// The stage names live in the catalogue (src/stages/catalogue.ts); re-exported for the many readers.
+export { STAGES, type StageName };
 
 // ---------------------------------------------------------------------------------------------
 // runtime

@@ -1,16 +1,15 @@
 // Which data sources a stage reads, what kind of rows each holds, and which extra columns its
 // reward functions need. Shared by `posttrain validate` and the pre-run check.
 import type { Config, DataKind, DataSourceConfig, RewardFunc, StageName } from '../config/schema.js';
+import { type DataTarget, STAGE_CATALOGUE, STAGES } from '../stages/catalogue.js';
 
-export const DATA_TARGETS = {
-  sft: { kind: 'sft', stage: 'sft' },
-  dpo: { kind: 'preference', stage: 'dpo' },
-  grpo: { kind: 'prompt', stage: 'grpo' },
-  'rlhf.preferences': { kind: 'preference', stage: 'rlhf' },
-  'rlhf.prompts': { kind: 'prompt', stage: 'rlhf' },
-} as const satisfies Record<string, { kind: DataKind; stage: StageName }>;
+export type { DataTarget };
 
-export type DataTarget = keyof typeof DATA_TARGETS;
+/** Every data target of every stage (the catalogue's `data`), in pipeline order. */
+export const DATA_TARGETS = Object.fromEntries(
+  STAGES.flatMap((stage) => Object.entries(STAGE_CATALOGUE[stage].data).map(([target, kind]) => [target, { kind, stage }])),
+) as Readonly<Record<DataTarget, { kind: DataKind; stage: StageName }>>;
+
 export const DATA_TARGET_NAMES = Object.keys(DATA_TARGETS) as DataTarget[];
 
 export const isDataTarget = (s: string): s is DataTarget => Object.hasOwn(DATA_TARGETS, s);
@@ -19,19 +18,11 @@ export function targetsForStage(stage: StageName): DataTarget[] {
   return DATA_TARGET_NAMES.filter((t) => DATA_TARGETS[t].stage === stage);
 }
 
+/** `data.<target>` of the config (a dotted target is a path: `rlhf.prompts` → data.rlhf.prompts). */
 export function sourceOf(config: Config, target: DataTarget): DataSourceConfig {
-  switch (target) {
-    case 'sft':
-      return config.data.sft;
-    case 'dpo':
-      return config.data.dpo;
-    case 'grpo':
-      return config.data.grpo;
-    case 'rlhf.preferences':
-      return config.data.rlhf.preferences;
-    case 'rlhf.prompts':
-      return config.data.rlhf.prompts;
-  }
+  let cur: unknown = config.data;
+  for (const k of target.split('.')) cur = (cur as Record<string, unknown>)[k];
+  return cur as DataSourceConfig;
 }
 
 /** Columns a built-in reward function reads from each prompt row. */

@@ -6,6 +6,7 @@
 import type { Config, HealthRule, MonitorConfig, StageName } from '../config/schema.js';
 import { HEALTH_RULES } from '../config/schema.js';
 import { RunFailedError } from '../errors.js';
+import { ruleApplies, stageEntry } from '../stages/catalogue.js';
 import { stageCommand } from './commands.js';
 import type { HealthAlert } from '../ui/progress.js';
 
@@ -46,9 +47,8 @@ const num = (v: number | null | undefined): v is number => typeof v === 'number'
 const fmt = (v: number) => (Number.isInteger(v) ? String(v) : Math.abs(v) >= 0.01 ? v.toFixed(3).replace(/\.?0+$/, '') : v.toPrecision(2));
 const pct = (v: number) => `${Math.round(v * 100)}%`;
 
-/** Config prefix of the stage's trainer (the policy phase, for RLHF). */
-const trainerPrefix = (stage: StageName) => (stage === 'rlhf' ? 'stages.rlhf.policy' : `stages.${stage}`);
-const isPolicyStage = (stage: StageName) => stage === 'grpo' || stage === 'rlhf';
+/** Config prefix of the stage's trainer (the policy phase, for RLHF): the catalogue's `trainer`. */
+const trainerPrefix = (stage: StageName) => stageEntry(stage).trainer;
 
 function valueAt(config: Config | undefined, path: string): unknown {
   let cur: unknown = config;
@@ -95,14 +95,14 @@ export class HealthMonitor {
       this.alerts.push(alert);
       out.push(alert);
     };
-    this.nanLoss(step, values, raise);
-    if (this.stage === 'grpo') this.rewardNonfinite(step, values, raise);
-    if (isPolicyStage(this.stage)) {
-      this.rewardStdZero(step, values, raise);
-      this.completionsClipped(step, values, raise);
-      this.klRunaway(step, values, raise);
-    }
-    if (this.stage === 'dpo') this.dpoAccuracyStuck(step, values, raise);
+    // Which rules watch which stage is the catalogue's to say.
+    const applies = (rule: HealthRule) => ruleApplies(this.stage, rule);
+    if (applies('nan_loss')) this.nanLoss(step, values, raise);
+    if (applies('reward_nonfinite')) this.rewardNonfinite(step, values, raise);
+    if (applies('reward_std_zero')) this.rewardStdZero(step, values, raise);
+    if (applies('completions_clipped')) this.completionsClipped(step, values, raise);
+    if (applies('kl_runaway')) this.klRunaway(step, values, raise);
+    if (applies('dpo_accuracy_stuck')) this.dpoAccuracyStuck(step, values, raise);
     return out;
   }
 

@@ -37,6 +37,7 @@ import { sidecarModule, sidecarSpec } from './sidecar-spec.js';
 import { executeStage, type StageContext } from './stage.js';
 import { resumeRunCommand, stageCommand } from './commands.js';
 import { resolveParent, staleness, toRun } from './lineage.js';
+import { stageOrder } from '../stages/catalogue.js';
 
 export interface RunOutcome {
   runDir: string;
@@ -245,7 +246,7 @@ async function underLock(dir: string, what: string, progress: Progress, body: (s
   }
 }
 
-const order = (s: StageName) => ['sft', 'dpo', 'grpo', 'rlhf'].indexOf(s);
+const order = stageOrder;
 
 function statusFor(e: unknown): RunStatus {
   return e instanceof InterruptedError ? 'interrupted' : 'failed';

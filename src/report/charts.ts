@@ -6,15 +6,8 @@
 // is listed in a table instead.
 import type { MetricRecord } from '../artifacts/index.js';
 import type { StageName } from '../config/schema.js';
+import { stageEntry } from '../stages/catalogue.js';
 import type { Chart, ChartSeries } from './svg.js';
-
-/** The metrics to look at first, per stage (README's "signal to watch"). */
-export const KEY_METRICS: Readonly<Record<StageName, readonly string[]>> = {
-  sft: ['train/loss'],
-  dpo: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
-  grpo: ['train/reward', 'train/kl', 'completions/clipped_ratio'],
-  rlhf: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
-};
 
 /** One run's metrics for one stage, with how the run is labelled and drawn. */
 export interface RunMetrics {
@@ -65,7 +58,7 @@ export function stageCharts(stage: StageName, runs: readonly RunMetrics[]): Stag
 
   const charts: { chart: Chart; rank: number }[] = [];
   const scalars: StageCharts['scalars'] = [];
-  const keyList = KEY_METRICS[stage];
+  const keyList = stageEntry(stage).report;
   for (const keys of groups.values()) {
     if (!keys.some((k) => (counts.get(k) ?? 0) >= 2)) {
       for (const key of keys) scalars.push({ key, values: runs.map((r) => lastValue(r.metrics, key)) });

@@ -3,6 +3,7 @@
 // the --json event stream ndjson.ts, and select.ts picks one; all write progress to stderr except
 // --json, whose events are stdout's only content.
 import type { Config, StageName } from '../config/schema.js';
+import { stageEntry } from '../stages/catalogue.js';
 import { inert } from './inert.js';
 import { formatDuration, type Phase, RunTracker } from './track.js';
 
@@ -33,23 +34,12 @@ export interface Progress {
   runEnd(info: { runDir: string; status: string }): void;
 }
 
-/** Metric keys worth a glance, per stage, in the order shown. */
-export const KEY_METRICS: Record<StageName, string[]> = {
-  sft: ['train/loss'],
-  dpo: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
-  grpo: ['train/reward', 'train/kl'],
-  rlhf: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
-};
+/** Metric keys worth a glance, per stage, in the order shown (the catalogue's `live`). */
+export const keyMetrics = (stage: StageName): readonly string[] => stageEntry(stage).live;
 
-/** RLHF trains a reward model, then a policy against it: a live view shows one phase's keys at a time. */
-export const RLHF_PHASE_METRICS: Record<Phase, string[]> = {
-  reward_model: ['rm/train/loss', 'rm/eval/accuracy'],
-  policy: ['train/reward', 'train/kl'],
-};
-
-/** The key metrics to show now: KEY_METRICS, narrowed to RLHF's current phase. */
-export const keyMetricsNow = (stage: StageName, phase: Phase | null): string[] =>
-  stage === 'rlhf' && phase ? RLHF_PHASE_METRICS[phase] : KEY_METRICS[stage];
+/** The key metrics to show now: a multi-phase stage (RLHF) shows its current phase's keys. */
+export const keyMetricsNow = (stage: StageName, phase: Phase | null): readonly string[] =>
+  (phase && stageEntry(stage).phases?.[phase]?.live) || keyMetrics(stage);
 
 export const fmt = (v: number | null | undefined) =>
   v === null || v === undefined ? '–' : !Number.isFinite(v) ? String(v) : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(4);

@@ -5,7 +5,7 @@ import { readMetrics, type RunRecord, stageDir } from '../artifacts/index.js';
 import { STAGES } from '../config/schema.js';
 import { resumeRunCommand } from '../pipeline/commands.js';
 import { staleness } from '../pipeline/lineage.js';
-import { KEY_METRICS } from './progress.js';
+import { keyMetrics } from './progress.js';
 
 export function describeRun(dir: string, r: RunRecord): string {
   const out: string[] = [];
@@ -26,7 +26,7 @@ export function describeRun(dir: string, r: RunRecord): string {
     const last = new Map<string, number | null>();
     for (const m of metrics) for (const [k, v] of Object.entries(m.values)) last.set(k, v);
     // The same key metrics the live progress line shows, last value of each.
-    const shown = KEY_METRICS[s].filter((k) => last.has(k)).map((k) => [k, last.get(k)!] as const);
+    const shown = keyMetrics(s).filter((k) => last.has(k)).map((k) => [k, last.get(k)!] as const);
     const stale = lineage[s]?.stale ? lineage[s]!.reason : null;
     out.push(`    ${s.padEnd(5)} ${(stale ? `${st.status} STALE` : st.status).padEnd(11)} steps ${st.steps ?? '-'}${shown.length ? `  ${shown.map(([k, v]) => `${k}=${v === null ? '–' : Number(v.toFixed(4))}`).join(' ')}` : ''}`);
     out.push(`          from ${st.input_adapter ?? 'base model'}${st.resumed_from ? `, resumed from ${st.resumed_from}` : ''}`);

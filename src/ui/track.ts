@@ -2,8 +2,9 @@
 // step, total, clock, ETA and the latest value of every metric. Kept apart from drawing so both
 // renderers agree on the numbers, and so those numbers are tested once.
 import type { StageName } from '../config/schema.js';
+import { firstPhase, type Phase } from '../stages/catalogue.js';
 
-export type Phase = 'reward_model' | 'policy';
+export type { Phase };
 
 export interface StageView {
   stage: StageName;
@@ -68,7 +69,7 @@ export class RunTracker {
       startedAt: this.now(),
       endedAt: null,
       values: {},
-      phase: stage === 'rlhf' ? 'reward_model' : null,
+      phase: firstPhase(stage),
       samples: [],
     } satisfies Partial<StageView>);
   }

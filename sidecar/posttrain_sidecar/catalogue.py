@@ -1,0 +1,54 @@
+"""The stage catalogue, Python side: the one place the sidecar names a stage.
+
+Each entry says which module runs the stage (``handler``, imported lazily so ``hello`` never waits
+for torch), which TRL trainers and configs it uses (for the docs and the trainer-argument checks),
+and which data targets it reads with which row kind. The controller's twin is
+``src/stages/catalogue.ts`` (health rules, key metrics, run order); ``tests/config/catalogue.test.ts``
+fails when the two disagree on the names, their order or the data targets.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# In pipeline order.
+CATALOGUE: dict[str, dict[str, Any]] = {
+    "sft": {
+        "handler": "posttrain_sidecar.stages.sft:run",
+        "trl": {"trainer": "SFTTrainer", "config": "SFTConfig"},
+        "data": {"sft": "sft"},
+    },
+    "dpo": {
+        "handler": "posttrain_sidecar.stages.dpo:run",
+        "trl": {"trainer": "DPOTrainer", "config": "DPOConfig"},
+        "data": {"dpo": "preference"},
+    },
+    "grpo": {
+        "handler": "posttrain_sidecar.stages.grpo:run",
+        "trl": {"trainer": "GRPOTrainer", "config": "GRPOConfig"},
+        "data": {"grpo": "prompt"},
+    },
+    "rlhf": {
+        "handler": "posttrain_sidecar.stages.rlhf:run",
+        # Two phases: a reward model, then the policy (GRPO, or RLOO with policy.algorithm: rloo).
+        "trl": {"trainer": "RewardTrainer, then GRPOTrainer or RLOOTrainer", "config": "RewardConfig, GRPOConfig / RLOOConfig"},
+        "data": {"rlhf.preferences": "preference", "rlhf.prompts": "prompt"},
+    },
+}
+
+STAGE_NAMES: tuple[str, ...] = tuple(CATALOGUE)
+
+
+def handlers() -> dict[str, str]:
+    """Stage name -> "module:function" of its handler."""
+    return {name: entry["handler"] for name, entry in CATALOGUE.items()}
+
+
+def describe() -> dict[str, Any]:
+    """What the agreement test compares with the TypeScript catalogue."""
+    return {"stages": list(STAGE_NAMES), "data": {name: dict(entry["data"]) for name, entry in CATALOGUE.items()}}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(describe()))
