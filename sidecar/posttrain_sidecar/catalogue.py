@@ -15,22 +15,27 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "sft": {
         "handler": "posttrain_sidecar.stages.sft:run",
         "trl": {"trainer": "SFTTrainer", "config": "SFTConfig"},
+        "sections": {"stages.sft": "SFTConfig"},
         "data": {"sft": "sft"},
     },
     "dpo": {
         "handler": "posttrain_sidecar.stages.dpo:run",
         "trl": {"trainer": "DPOTrainer", "config": "DPOConfig"},
+        "sections": {"stages.dpo": "DPOConfig"},
         "data": {"dpo": "preference"},
     },
     "grpo": {
         "handler": "posttrain_sidecar.stages.grpo:run",
         "trl": {"trainer": "GRPOTrainer", "config": "GRPOConfig"},
+        "sections": {"stages.grpo": "GRPOConfig"},
         "data": {"grpo": "prompt"},
     },
     "rlhf": {
         "handler": "posttrain_sidecar.stages.rlhf:run",
         # Two phases: a reward model, then the policy (GRPO, or RLOO with policy.algorithm: rloo).
         "trl": {"trainer": "RewardTrainer, then GRPOTrainer or RLOOTrainer", "config": "RewardConfig, GRPOConfig / RLOOConfig"},
+        "sections": {"stages.rlhf.reward_model": "RewardConfig",
+                     "stages.rlhf.policy": {"algorithm": {"grpo": "GRPOConfig", "rloo": "RLOOConfig"}}},
         "data": {"rlhf.preferences": "preference", "rlhf.prompts": "prompt"},
     },
 }
@@ -41,6 +46,27 @@ STAGE_NAMES: tuple[str, ...] = tuple(CATALOGUE)
 def handlers() -> dict[str, str]:
     """Stage name -> "module:function" of its handler."""
     return {name: entry["handler"] for name, entry in CATALOGUE.items()}
+
+
+def trainer_sections(stage: str, config: dict) -> list[tuple[str, str]]:
+    """[(config section, TRL config class name)] of a stage: each section's ``trainer_args`` is
+    checked against that class. A section whose class depends on a setting (RLHF's policy:
+    ``algorithm``) is resolved from ``config``."""
+    out = []
+    for section, cls in CATALOGUE[stage]["sections"].items():
+        if isinstance(cls, dict):
+            (key, choices), = cls.items()
+            value = _at(config, section).get(key)
+            cls = choices.get(value, next(iter(choices.values())))
+        out.append((section, cls))
+    return out
+
+
+def _at(config: dict, dotted: str) -> dict:
+    cur: Any = config
+    for k in dotted.split("."):
+        cur = cur.get(k) if isinstance(cur, dict) else None
+    return cur if isinstance(cur, dict) else {}
 
 
 def describe() -> dict[str, Any]:

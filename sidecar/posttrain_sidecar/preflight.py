@@ -23,6 +23,7 @@ Checked:
   * every conversational row of a selected stage (``messages``; body ``data: {target: path}``, the
     run's copies) renders through the model's chat template (``chat_template_refused``, with the
     rows; ``chat_template_missing``; ``chat_template_no_generation`` for assistant-only loss);
+  * every ``trainer_args`` of a selected stage fits its TRL config dataclass (``bad_trainer_args``);
   * every ``runtime.report_to`` integration is installed (``integration_missing``: transformers
     would otherwise fail while building the first trainer, after the model loaded); W&B in online
     mode without credentials is a warning (``wandb_not_logged_in``: wandb.init fails without a tty).
@@ -223,6 +224,29 @@ def _training_template_ok(tok: Any) -> bool:
     return True
 
 
+def check_trainer_args(config: dict, stages: Sequence[str]) -> list[Problem]:
+    """Every ``stages.<s>.trainer_args`` of a selected stage against its TRL config dataclass
+    (trainer_args.problems, which the stage applies again when it builds its config)."""
+    from .catalogue import CATALOGUE, _at, trainer_sections
+
+    out: list[Problem] = []
+    for stage in stages:
+        if stage not in CATALOGUE:
+            continue
+        for section, cls_name in trainer_sections(stage, config):
+            args = _at(config, section).get("trainer_args")
+            if not args:
+                continue
+            import trl
+
+            from .trainer_args import problems as arg_problems
+
+            for path, message in arg_problems(section, getattr(trl, cls_name), args):
+                out.append(problem(stage, "bad_trainer_args", f"{path}: {message}",
+                                   f"Fix or remove {path}; `posttrain config --preset …` shows the resolved config."))
+    return out
+
+
 def check_stages(stages: Sequence[str], known_stages: Iterable[str]) -> list[Problem]:
     known = sorted(known_stages)
     return [
@@ -419,6 +443,7 @@ def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     out += check_integrations(config, python=sys.executable)
     out += check_model(config)
     out += check_rewards(config, stages)
+    out += check_trainer_args(config, stages)
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     if not any(p["severity"] == "error" for p in out):
         out += check_chat_rows(config, stages, {k: v for k, v in data.items() if isinstance(v, str)})

@@ -83,6 +83,24 @@ def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> 
     )
 
 
+def trl_args(config_cls, section: str, kwargs: dict[str, Any], train: dict, conn: Connection | None = None, stage: str | None = None):
+    """``config_cls(**kwargs)`` plus the section's ``trainer_args`` (trainer_args.py: checked
+    against the dataclass, refused for fields posttrain sets); logs what was passed through, read
+    back from the built config. StageError("bad_trainer_args") names every problem."""
+    from .trainer_args import merge
+
+    extra = train.get("trainer_args") or {}
+    try:
+        merged = merge(section, config_cls, kwargs, extra)
+    except ValueError as e:
+        raise StageError("bad_trainer_args", str(e)) from e
+    args = config_cls(**merged)
+    if extra and conn is not None:
+        passed = ", ".join(f"{k}={getattr(args, k)!r}" for k in extra)
+        conn.log("info", f"{section}.trainer_args passed to {config_cls.__name__}: {passed}", stage)
+    return args
+
+
 # --------------------------------------------------------------------------------------------
 # runtime.report_to: TRL's own integrations, for users who live in TensorBoard, W&B or Trackio.
 # They see the same on_log dicts as StreamCallback; metrics.jsonl stays the source of truth.

@@ -144,6 +144,10 @@ const trainFields = (learningRate: number, batchSize: number) => ({
   logging_steps: z.int().min(1).default(1),
   save_steps: z.int().min(1).nullable().default(null).describe('Checkpoint every N steps; null = only at the end.'),
   save_total_limit: z.int().min(1).default(2),
+  trainer_args: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .describe("Any other field of this trainer's TRL config (SFTConfig, DPOConfig, GRPOConfig, RewardConfig, RLOOConfig), passed through as is, e.g. {neftune_noise_alpha: 5} or GRPO {importance_sampling_level: sequence}. Checked against the dataclass before training (unknown field, wrong type); fields posttrain sets from other keys are refused with that key."),
 });
 
 export const RewardFuncSchema = z.strictObject({

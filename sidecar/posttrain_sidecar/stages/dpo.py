@@ -50,7 +50,7 @@ def run(request: dict, conn: Connection):
     # max_length truncates prompt + completion (keep_start) in the collator.
     rows = truncate_prompts(rows, tokenizer, data_cfg.get("max_prompt_length"))
     train_ds, eval_ds = split(rows, float(data_cfg.get("eval_fraction") or 0), seed)
-    args = DPOConfig(
+    args = trl_args(DPOConfig, "stages.dpo", dict(
         **common_args(config, train_cfg, runtime, stage_dir),
         beta=float(train_cfg["beta"]),
         loss_type=[train_cfg["loss_type"]],
@@ -58,7 +58,7 @@ def run(request: dict, conn: Connection):
         max_length=int(data_cfg.get("max_length") or 1024),
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=int(train_cfg.get("save_steps") or 50),
-    )
+    ), train_cfg, conn, STAGE)
 
     prompts = [prompt_text(r, tokenizer) for r in rows.select(range(min(3, len(rows))))]
     before = sample(model, tokenizer, prompts)

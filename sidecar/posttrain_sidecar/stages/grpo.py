@@ -33,6 +33,7 @@ from ..training import (
     save_adapter,
     seed_everything,
     split,
+    trl_args,
     truncate_prompts,
     write_samples,
 )
@@ -147,8 +148,11 @@ def build_grpo_config(
     if eval_steps:
         kwargs.update(eval_strategy="steps", eval_steps=int(eval_steps))
     kwargs.update(overrides)
+    section = "stages.grpo" if stage == STAGE else f"stages.{stage}.policy"
     try:
-        args = GRPOConfig(**kwargs)
+        args = trl_args(GRPOConfig, section, kwargs, gen_cfg, conn, stage)
+    except StageError:
+        raise
     except ValueError as e:
         batch = kwargs["per_device_train_batch_size"]
         raise StageError(

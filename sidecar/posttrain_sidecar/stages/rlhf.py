@@ -50,6 +50,7 @@ from ..training import (
     save_adapter,
     seed_everything,
     split,
+    trl_args,
     write_samples,
 )
 
@@ -186,13 +187,13 @@ def train_reward_model(request: dict, conn: Connection, runtime: Runtime, checkp
         conn.log("info", f"{n_cut} preference pairs longer than max_length {max_length} keep their last {max_length} tokens", STAGE)
 
     eval_steps = int(rm_cfg.get("save_steps") or 50)
-    args = RewardConfig(
+    args = trl_args(RewardConfig, "stages.rlhf.reward_model", dict(
         **{**common_args(config, rm_cfg, runtime, stage_dir), "output_dir": str(_ckpt_root(stage_dir, RM_PHASE))},
         max_length=int(max_length) if max_length else None,
         center_rewards_coefficient=(float(rm_cfg["center_rewards_coefficient"]) if rm_cfg.get("center_rewards_coefficient") is not None else None),
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=eval_steps,
-    )
+    ), rm_cfg, conn, STAGE)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer)
     trainer.add_callback(_final_eval_callback())
     callback = StreamCallback(conn, STAGE, prefix="rm/", phase=RM_PHASE)
@@ -300,7 +301,9 @@ def build_rloo_trainer(config: dict, gen_cfg: dict, model, tokenizer, train_ds, 
     if conn and gen_cfg.get("scale_rewards") not in (None, "group"):
         conn.log("info", f"scale_rewards {gen_cfg['scale_rewards']!r} is a GRPO setting; RLOO uses its leave-one-out baseline unscaled", STAGE)
     try:
-        args = RLOOConfig(**kwargs)
+        args = trl_args(RLOOConfig, "stages.rlhf.policy", kwargs, gen_cfg, conn, STAGE)
+    except StageError:
+        raise
     except ValueError as e:
         raise StageError("bad_config", f"RLOO settings rejected: {e} (batch_size x steps_per_generation completions are generated at once, in groups of num_generations; make that product a multiple of num_generations)") from e
     cycle = cycle_steps(args)

@@ -15,6 +15,7 @@ from ..training import (
     save_adapter,
     seed_everything,
     split,
+    trl_args,
     write_samples,
 )
 
@@ -40,7 +41,7 @@ def run(request: dict, conn: Connection):
     train_ds, eval_ds = split(rows, float(data_cfg.get("eval_fraction") or 0), seed)
     chat = "messages" in rows.column_names
     only_response = bool(train_cfg["completion_only_loss"])
-    args = SFTConfig(
+    args = trl_args(SFTConfig, "stages.sft", dict(
         **common_args(config, train_cfg, runtime, stage_dir),
         max_length=int(data_cfg.get("max_length") or 1024),
         packing=bool(train_cfg["packing"]),
@@ -50,7 +51,7 @@ def run(request: dict, conn: Connection):
         assistant_only_loss=only_response and chat,
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=int(train_cfg.get("save_steps") or 50),
-    )
+    ), train_cfg, conn, STAGE)
 
     prompts = [prompt_text(r, tokenizer) for r in rows.select(range(min(3, len(rows))))]
     before = sample(model, tokenizer, prompts)
