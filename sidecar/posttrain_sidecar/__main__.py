@@ -14,7 +14,8 @@ import sys
 from typing import Any, Callable, Union
 
 from .catalogue import STAGE_NAMES, handlers
-from .connection import Connection, StageError, serve
+from .connection import Connection, StageError
+from .server import serve
 
 KNOWN_STAGES = STAGE_NAMES
 

@@ -1,4 +1,5 @@
-"""The sidecar's end of the wire: one DEALER socket owned by one I/O thread, plus ``serve()``.
+"""The sidecar's end of the wire: one DEALER socket owned by one I/O thread (``serve()``, the loop on
+top of it, is server.py; the error types are errors.py).
 
 Threads:
   * main thread: runs stages (training); talks to the controller only through ``Connection``
@@ -16,7 +17,6 @@ Everything human-readable goes to stderr; stdout is never written.
 from __future__ import annotations
 
 import collections
-import errno
 import math
 import os
 import platform
@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 import zmq
 
 from . import __version__
+from .errors import ConfigError, StageCancelled, StageError  # noqa: F401 - re-exported: stages and tests import them from here
 from .parent_watch import (  # noqa: F401 - re-exported: fake.py and tests import them from here
     ENV_PARENT_PID,
     ENV_WATCH_STDIN,
@@ -103,26 +104,6 @@ _PROBE_PACKAGES = {
     "accelerate": "accelerate",
     "bitsandbytes": "bitsandbytes",
 }
-
-
-class ConfigError(Exception):
-    """The environment the controller should have set is missing or malformed."""
-
-
-class StageError(Exception):
-    """A typed, in-band stage failure: becomes ``stage.result{status: error, error{...}}``."""
-
-    def __init__(self, code: str, message: str, retryable: bool = False):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = bool(retryable)
-
-
-class StageCancelled(Exception):
-    """The stage was stopped inside code that never reached a step boundary (a reward function
-    interrupted by a cancel): becomes ``stage.result{status: cancelled}``; the stage's last complete
-    checkpoint is where a resume starts."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -717,136 +698,6 @@ class Connection:
                 self._cv.notify_all()
 
 
-def _as_float(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalar
-        try:
-            v = v.item()
-        except Exception:
-            return None
-        return _as_float(v)
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# serve()
-
-Handler = Callable[[dict, Connection], Any]
-
-
-def _check_request(body: Mapping[str, Any]) -> str | None:
-    """Why a stage.request body is malformed, or None."""
-    if not isinstance(body.get("stage"), str) or not body.get("stage"):
-        return "'stage' must be a non-empty string"
-    if not isinstance(body.get("config"), dict):
-        return "'config' must be a map"
-    if not isinstance(body.get("stage_dir"), str) or not body.get("stage_dir"):
-        return "'stage_dir' must be a non-empty string"
-    if body.get("data") is not None and not isinstance(body.get("data"), dict):
-        return "'data' must be a map"
-    for k in ("init_adapter", "resume_from"):
-        if body.get(k) is not None and not isinstance(body.get(k), str):
-            return f"'{k}' must be a path string or nil"
-    return None
-
-
-# Write failures a user can fix, by errno: (code, what happened, the fix). A resume continues from
-# the last complete checkpoint (one cut by the failure has no completion marker and is skipped).
-_WRITE_ERRORS = {
-    errno.ENOSPC: ("disk_full", "the disk is full", "free some space (or set runtime.runs_dir on a bigger disk), then resume"),
-    errno.EDQUOT: ("disk_full", "the disk quota is exceeded", "free some space within your quota, then resume"),
-    errno.EFBIG: ("file_too_large", "a file reached the file-size limit (ulimit -f)", "raise it (`ulimit -f unlimited`), then resume"),
-    errno.EROFS: ("not_writable", "the file system is read-only", "set runtime.runs_dir on a writable file system"),
-    errno.EACCES: ("not_writable", "permission denied", "make the run folder writable for this user, then resume"),
-}
-
-
-def write_error(exc: BaseException) -> dict[str, Any] | None:
-    """A user-fixable write failure in ``exc`` or its causes, as {code, message}; else None.
-
-    torch's checkpoint writer hides the errno ("unexpected pos 102080 vs 101968", "PytorchStreamWriter
-    failed writing file"): then the file-size limit is the likely cause when one is set."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRORS:
-            code, what, fix = _WRITE_ERRORS[seen.errno]
-            where = f" ({seen.filename})" if getattr(seen, "filename", None) else ""
-            return {"code": code, "message": f"writing failed: {what}{where}. Fix: {fix}."}
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    if isinstance(exc, RuntimeError) and ("unexpected pos" in text or "failed writing file" in text):
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft != resource.RLIM_INFINITY:
-            code, what, fix = _WRITE_ERRORS[errno.EFBIG]
-            return {"code": code, "message": f"writing a checkpoint failed: {what}, which is {soft} bytes here. Fix: {fix}."}
-        return {"code": "write_failed", "message": f"writing a checkpoint failed ({text.strip()[:120]}); is the disk full? "
-                "Fix: free some space, then resume."}
-    return None
-
-
-def error_block(exc: BaseException) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if isinstance(exc, StageError):
-        return {"code": exc.code, "message": exc.message, "traceback": tb, "retryable": exc.retryable}
-    disk = write_error(exc)
-    if disk is not None:
-        return {**disk, "traceback": tb, "retryable": True}
-    name = type(exc).__name__
-    if "OutOfMemoryError" in name:
-        return {"code": "out_of_memory", "message": f"{name}: {exc}", "traceback": tb, "retryable": False}
-    return {"code": "internal_error", "message": f"{name}: {exc}", "traceback": tb, "retryable": False}
-
-
-def run_request(conn: Connection, handler: Handler, request: Mapping[str, Any]) -> str:
-    """Run one stage.request through ``handler`` and answer it with stage.result; returns the status."""
-    body = dict(request["body"])
-    stage = body.get("stage") if isinstance(body.get("stage"), str) else None
-    problem = _check_request(body)
-    if problem is not None:
-        conn.result(request["id"], stage, "error", error={
-            "code": "bad_request", "message": f"malformed stage.request: {problem}", "traceback": "",
-            "retryable": False})
-        return "error"
-    body.setdefault("data", {})
-    body.setdefault("init_adapter", None)
-    body.setdefault("resume_from", None)
-    conn.begin_stage(request)
-    conn.busy(f"stage {stage}: setting up")
-    try:
-        ret = handler(body, conn)
-    except StageCancelled as exc:
-        conn.log("warning", str(exc), stage)
-        conn.result(request["id"], stage, "cancelled", summary={"cancelled_in": str(exc)})
-        return "cancelled"
-    except Exception as exc:
-        err = error_block(exc)
-        if not isinstance(exc, StageError) or exc.__cause__ is not None:  # e.g. a user's reward function raised
-            eprint(f"stage {stage} failed:\n{err['traceback'].rstrip()}")
-        conn.result(request["id"], stage, "error", error=err)
-        return "error"
-    finally:
-        conn.busy(None)
-    status, summary = _normalise_return(ret)
-    error = None
-    if status == "error":
-        error = {"code": "stage_failed", "message": f"stage {stage} reported an error", "traceback": "",
-                 "retryable": False}
-    try:
-        conn.result(request["id"], stage, status, summary=summary, error=error)
-    except (TypeError, ValueError) as exc:  # a summary that cannot be sent
-        conn.result(request["id"], stage, "error", error=error_block(exc))
-        return "error"
-    return status
-
-
-PreflightCheck = Callable[[dict, Connection], Any]
-
-
 def normalise_problem(p: Any) -> dict[str, Any]:
     """One preflight problem in wire shape: {stage, code, message, severity, fix[, data]}; ``data``
     is an optional map of structured detail (the memory estimate's parts)."""
@@ -867,94 +718,15 @@ def normalise_problem(p: Any) -> dict[str, Any]:
     return out
 
 
-def run_preflight(conn: Connection, check: PreflightCheck | None, request: Mapping[str, Any]) -> bool:
-    """Answer one ``preflight`` request with ``check(body, conn) -> [problem, ...]``; returns ok.
-
-    Without a check (a sidecar that has nothing to verify) the answer is ok with no problems. A
-    malformed request or a check that raises is answered with one error problem, never a crash.
-    """
-    body = request.get("body") or {}
-    problems: list[Any]
-    if not isinstance(body.get("config"), dict):
-        problems = [{"stage": None, "code": "bad_request", "message": "malformed preflight: 'config' must be a map"}]
-    elif not isinstance(body.get("stages"), list) or not all(isinstance(s, str) for s in body["stages"]):
-        problems = [{"stage": None, "code": "bad_request", "message": "malformed preflight: 'stages' must be a list of stage names"}]
-    elif check is None:
-        problems = []
-    else:
+def _as_float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalar
         try:
-            problems = list(check(dict(body), conn) or [])
-        except Exception as exc:  # noqa: BLE001 - a broken check is reported, not fatal to the sidecar
-            eprint("preflight check failed:\n" + traceback.format_exc().rstrip())
-            problems = [{"stage": None, "code": "preflight_failed",
-                         "message": f"the preflight check itself failed: {type(exc).__name__}: {exc}",
-                         "fix": "See the sidecar.log of the run for the traceback."}]
-    try:
-        conn.preflight_result(request.get("id"), problems)
-    except (TypeError, ValueError) as exc:  # a problem that cannot be sent
-        conn.preflight_result(request.get("id"), [{"stage": None, "code": "preflight_failed", "message": str(exc)}])
-        return False
-    return not any(normalise_problem(p)["severity"] == "error" for p in problems)
-
-
-def _normalise_return(ret: Any) -> tuple[str, dict[str, Any]]:
-    if ret is None:
-        return "ok", {}
-    if isinstance(ret, tuple) and len(ret) == 2:
-        status, summary = ret
-    elif isinstance(ret, Mapping):
-        status, summary = "ok", ret
-    else:
-        status, summary = ret, {}
-    if status not in ("ok", "error", "cancelled"):
-        return "error", {"invalid_status": str(status)}
-    return status, dict(summary or {})
-
-
-def serve(
-    handler: Handler,
-    capabilities: list[str],
-    fake: bool = False,
-    *,
-    protocol: str | None = None,
-    ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
-    conn: Connection | None = None,
-    say_hello: bool = True,
-    preflight: PreflightCheck | None = None,
-) -> int:
-    """Connect, say hello, wait for hello.ack, run stage requests until shutdown. Returns the exit code.
-
-    SIGINT is ignored: a terminal Ctrl-C reaches the whole process group, but cancelling is the
-    controller's call (it sends ``cancel``; it escalates with SIGTERM/SIGKILL).
-    """
-    if threading.current_thread() is threading.main_thread():
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except (ValueError, OSError):
-            pass
-    try:
-        if conn is None:
-            conn = Connection()
-        conn.connect()
-    except ConfigError as exc:
-        eprint(f"cannot start: {exc}")
-        return EXIT_USAGE
-    if say_hello:
-        conn.hello(capabilities, fake=fake, protocol=protocol)
-    if not conn.wait_ack(ack_timeout_s):
-        if conn.shutdown_requested.is_set():
-            conn.close()
-            return EXIT_OK
-        eprint(f"no hello.ack from the controller within {ack_timeout_s:g} s; exiting")
-        conn.close(flush_timeout=0)
-        return EXIT_USAGE
-    while not conn.shutdown_requested.is_set():
-        request = conn.next_request(timeout=0.5)
-        if request is None:
-            continue
-        if request["type"] == PREFLIGHT:
-            run_preflight(conn, preflight, request)
-            continue
-        run_request(conn, handler, request)
-    conn.close(flush_timeout=5.0)
-    return EXIT_OK
+            v = v.item()
+        except Exception:
+            return None
+        return _as_float(v)
+    return None

@@ -262,7 +262,7 @@ def _die(stage: str | None, exc: BaseException) -> NoReturn:
 
 
 def _outcome(ret: Any) -> str:
-    from .connection import _normalise_return
+    from .server import _normalise_return
 
     return _normalise_return(ret)[0]
 
@@ -296,7 +296,7 @@ def _agree(ranks: Ranks, stage: str | None, outcome: str) -> None:
 
 def with_world_size(ret: Any, n: int) -> Any:
     """A handler's return value with ``world_size`` in its summary (summary.json records it)."""
-    from .connection import _normalise_return
+    from .server import _normalise_return
 
     status, summary = _normalise_return(ret)
     return status, {**summary, "world_size": n}
@@ -304,7 +304,8 @@ def with_world_size(ret: Any, n: int) -> Any:
 
 def serve_ranks(handle: Callable[[dict, Any], Any], capabilities: list[str], preflight: Callable | None) -> int:
     """Entry point of every rank (see the module docstring). Returns the exit code."""
-    from .connection import EXIT_USAGE, ConfigError, Connection, StageError, serve
+    from .connection import EXIT_USAGE, ConfigError, Connection, StageError
+    from .server import serve
 
     if rank() != 0:
         # Not the controller's child: die with the launcher (re-parenting) or the controller (stdin).

@@ -48,9 +48,9 @@ from .connection import (
     Connection,
     StageError,
     eprint,
-    serve,
     start_parent_watch,
 )
+from .server import serve
 
 ENV_FAKE_SCRIPT = "POSTTRAIN_FAKE_SCRIPT"
 EXIT_CRASH = 3

@@ -1,7 +1,7 @@
 """Preflight: what can be checked before the first stage trains, without loading model weights.
 
 ``check(body, known_stages) -> [problem, ...]`` answers the controller's ``preflight {config, stages}``
-request (see connection.run_preflight). A problem is ``{stage, code, message, severity, fix}``:
+request (see server.run_preflight). A problem is ``{stage, code, message, severity, fix}``:
 ``stage`` is None when it concerns every stage (the model, the device); ``severity`` "error" stops
 the run, "warning" and "info" are notes (e.g. QLoRA falling back to LoRA, which is allowed).
 
