@@ -7,12 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { cli, tmp } from '../helpers/cli.js';
 
 describe('trainer_args', () => {
-  it('a real TRL field reaches the trainer (SFT, 4 steps on the smoke model)', async () => {
+  it('a real TRL field reaches the trainer (SFT then DPO, 4 steps each on the smoke model)', async () => {
     const cwd = tmp();
-    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft', '--set', 'stages.sft.max_steps=4', '--set', 'stages.sft.trainer_args={"neftune_noise_alpha": 5}'], { cwd });
+    const r = await cli(['run', '--preset', 'smoke', '--stages', 'sft,dpo', '--set', 'stages.sft.max_steps=4', '--set', 'stages.dpo.max_steps=4', '--set', 'stages.sft.trainer_args={"neftune_noise_alpha": 5}', '--set', 'stages.dpo.trainer_args={"dataset_num_proc": 1}'], { cwd });
     expect(r.code, r.err).toBe(0);
     const dir = r.out.trim();
     expect(readFileSync(join(dir, 'stages', 'sft', 'sidecar.log'), 'utf8')).toContain('stages.sft.trainer_args passed to SFTConfig: neftune_noise_alpha=5');
+    expect(readFileSync(join(dir, 'stages', 'dpo', 'sidecar.log'), 'utf8')).toContain('stages.dpo.trainer_args passed to DPOConfig: dataset_num_proc=1');
     expect(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')).config.stages.sft.trainer_args).toEqual({ neftune_noise_alpha: 5 });
   }, 60_000);
 
