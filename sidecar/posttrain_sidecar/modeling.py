@@ -128,6 +128,10 @@ def lora_config(config: dict, task_type: str = "CAUSAL_LM"):
         lora_alpha=float(a["alpha"]),
         lora_dropout=float(a["dropout"]),
         target_modules=a["target_modules"],
+        # DoRA: a learnt magnitude per output row on top of LoRA's direction (peft's use_dora);
+        # rsLoRA: scale alpha / sqrt(r) instead of alpha / r, steadier at large ranks.
+        use_dora=bool(a.get("use_dora", False)),  # .get: configs of runs made before these keys existed
+        use_rslora=bool(a.get("use_rslora", False)),
         task_type=task_type,
     )
 

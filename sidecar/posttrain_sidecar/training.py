@@ -83,6 +83,19 @@ def common_args(config: dict, train: dict, runtime: Runtime, stage_dir: str) -> 
     )
 
 
+def eval_steps(train: dict) -> int:
+    """How often the held-out rows are evaluated: the schema's ``eval_steps``, whose null means
+    at each checkpoint (``save_steps``), or every 50 steps without checkpoints. One definition for
+    every stage (the schema describes the same rule)."""
+    return int(train.get("eval_steps") or train.get("save_steps") or 50)
+
+
+def max_length(data: dict) -> int | None:
+    """``data.<target>.max_length`` (schema default 1024 for SFT and DPO); null: no limit."""
+    value = data.get("max_length")
+    return None if value is None else int(value)
+
+
 def trl_args(config_cls, section: str, kwargs: dict[str, Any], train: dict, conn: Connection | None = None, stage: str | None = None):
     """``config_cls(**kwargs)`` plus the section's ``trainer_args`` (trainer_args.py: checked
     against the dataclass, refused for fields posttrain sets); logs what was passed through, read

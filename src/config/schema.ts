@@ -63,6 +63,8 @@ export const AdapterSchema = z.strictObject({
   alpha: z.number().positive().default(32),
   dropout: z.number().min(0).lt(1).default(0.05),
   target_modules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default('all-linear'),
+  use_dora: z.boolean().default(false).describe("DoRA (peft's use_dora): LoRA learns a direction and a magnitude per output row; often closer to full fine-tuning at the same rank, ~10-20% slower per step."),
+  use_rslora: z.boolean().default(false).describe('rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r, so a high rank does not shrink it.'),
 });
 
 export const ModelSchema = z.strictObject({
@@ -91,7 +93,8 @@ export const DATA_KINDS = {
 } as const;
 export type DataKind = keyof typeof DATA_KINDS;
 
-const dataSource = (kind: DataKind) =>
+/** `maxLength`: the default token limit; null where the trainer reads whole rows (reward model, prompts). */
+const dataSource = (kind: DataKind, maxLength: number | null = null) =>
   z.strictObject({
     path: z.string().min(1).nullable().default(null).describe('JSONL file.'),
     format: z.enum(DATA_KINDS[kind].formats).default('auto'),
@@ -101,7 +104,7 @@ const dataSource = (kind: DataKind) =>
       .describe('field → source column. A source may be a dot path (instances.0.output) or several joined with + (instruction+instances.0.input).'),
     limit: z.int().min(1).nullable().default(null).describe('Use at most this many rows.'),
     eval_fraction: z.number().min(0).max(0.5).default(0).describe('Fraction of rows held out for evaluation.'),
-    max_length: z.int().min(8).nullable().default(null).describe('Max tokens per example (prompt + completion); longer ones are truncated.'),
+    max_length: z.int().min(8).nullable().default(maxLength).describe('Max tokens per example (prompt + completion); longer ones are truncated. null: no limit.'),
     max_prompt_length: z.int().min(1).nullable().default(null).describe('Max prompt tokens; longer prompts are truncated from the left.'),
     max_chars: z.int().min(1).nullable().default(null).describe('Rows whose text exceeds this many characters are reported as over-long.'),
     on_bad_rows: z
@@ -110,14 +113,14 @@ const dataSource = (kind: DataKind) =>
       .describe('error: any bad row stops the run before it starts; skip: bad rows are reported, left out, and counted in run.json.'),
   });
 
-export const SftDataSchema = dataSource('sft');
+export const SftDataSchema = dataSource('sft', 1024);
 export const PreferenceDataSchema = dataSource('preference');
 export const PromptDataSchema = dataSource('prompt');
 export type DataSourceConfig = z.infer<typeof SftDataSchema> | z.infer<typeof PreferenceDataSchema> | z.infer<typeof PromptDataSchema>;
 
 export const DataSchema = z.strictObject({
   sft: SftDataSchema.prefault({}),
-  dpo: PreferenceDataSchema.prefault({}),
+  dpo: dataSource('preference', 1024).prefault({}),
   grpo: PromptDataSchema.prefault({}),
   rlhf: z
     .strictObject({
@@ -144,6 +147,12 @@ const trainFields = (learningRate: number, batchSize: number) => ({
   logging_steps: z.int().min(1).default(1),
   save_steps: z.int().min(1).nullable().default(null).describe('Checkpoint every N steps; null = only at the end.'),
   save_total_limit: z.int().min(1).default(2),
+  eval_steps: z
+    .int()
+    .min(1)
+    .nullable()
+    .default(null)
+    .describe('Evaluate on the held-out rows (data.<target>.eval_fraction) every N steps. null: at each checkpoint (save_steps), or every 50 steps when save_steps is null.'),
   trainer_args: z
     .record(z.string(), z.unknown())
     .default({})

@@ -163,3 +163,22 @@ def test_rotation_keeps_the_last_complete_checkpoint_until_the_next_is_marked(tm
     assert status == "ok"
     left = (tmp_path / "again" / "stages" / "sft" / "checkpoints").glob("checkpoint-*")
     assert sorted(p.name for p in left) == ["checkpoint-30"]
+
+
+@pytest.mark.parametrize("knob", ["use_dora", "use_rslora"])
+def test_dora_and_rslora_reach_peft_and_train(knob, tmp_path):
+    """model.adapter.use_dora / use_rslora: the saved adapter says so, loads with plain peft, and
+    the loss falls in 6 steps on the smoke model."""
+    from peft import PeftConfig
+
+    cfg = smoke_config(sft={"max_steps": 6, "save_steps": None})
+    cfg["model"]["adapter"][knob] = True
+    rec = Recorder()
+    status, summary = sft.run(make_request("sft", tmp_path, cfg), rec)
+    assert status == "ok"
+    saved = PeftConfig.from_pretrained(summary["adapter"])
+    assert getattr(saved, knob) is True
+    other = "use_rslora" if knob == "use_dora" else "use_dora"
+    assert getattr(saved, other) is False
+    lost = losses(rec)
+    assert len(lost) == 6 and lost[-1] < lost[0]

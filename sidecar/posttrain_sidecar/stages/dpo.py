@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..connection import Connection, StageError
 from ..lifecycle import OfflineStage, run_offline
-from ..training import truncate_prompts
+from ..training import eval_steps, max_length, truncate_prompts
 
 STAGE = "dpo"
 
@@ -20,9 +20,9 @@ def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
         beta=float(train["beta"]),
         loss_type=[train["loss_type"]],
         label_smoothing=float(train.get("label_smoothing") or 0.0),
-        max_length=int(data.get("max_length") or 1024),
+        max_length=max_length(data),
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=int(train.get("save_steps") or 50),
+        eval_steps=eval_steps(train),
     )
 
 

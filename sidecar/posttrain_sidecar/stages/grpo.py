@@ -33,6 +33,7 @@ from ..training import (
     save_adapter,
     seed_everything,
     split,
+    eval_steps,
     trl_args,
     truncate_prompts,
     write_samples,
@@ -200,10 +201,10 @@ def build_grpo_trainer(
     ``reward_processing_classes``. The cancel boundary for StreamCallback is
     :func:`cycle_steps`(trainer.args).
     """
-    eval_steps = int(gen_cfg.get("save_steps") or 50) if eval_ds is not None else None
+    every = eval_steps(gen_cfg) if eval_ds is not None else None
     args = build_grpo_config(
         config, gen_cfg, runtime, stage_dir, reward_weights,
-        output_dir=output_dir, loss_type=loss_type, eval_steps=eval_steps, conn=conn, stage=stage, **overrides,
+        output_dir=output_dir, loss_type=loss_type, eval_steps=every, conn=conn, stage=stage, **overrides,
     )
     try:
         return _trainer_class()(

@@ -50,6 +50,7 @@ from ..training import (
     save_adapter,
     seed_everything,
     split,
+    eval_steps,
     trl_args,
     write_samples,
 )
@@ -186,13 +187,12 @@ def train_reward_model(request: dict, conn: Connection, runtime: Runtime, checkp
     if n_cut:
         conn.log("info", f"{n_cut} preference pairs longer than max_length {max_length} keep their last {max_length} tokens", STAGE)
 
-    eval_steps = int(rm_cfg.get("save_steps") or 50)
     args = trl_args(RewardConfig, "stages.rlhf.reward_model", dict(
         **{**common_args(config, rm_cfg, runtime, stage_dir), "output_dir": str(_ckpt_root(stage_dir, RM_PHASE))},
         max_length=int(max_length) if max_length else None,
         center_rewards_coefficient=(float(rm_cfg["center_rewards_coefficient"]) if rm_cfg.get("center_rewards_coefficient") is not None else None),
         eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=eval_steps,
+        eval_steps=eval_steps(rm_cfg),
     ), rm_cfg, conn, STAGE)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer)
     trainer.add_callback(_final_eval_callback())
@@ -297,7 +297,7 @@ def build_rloo_trainer(config: dict, gen_cfg: dict, model, tokenizer, train_ds, 
     if use_vllm:
         kwargs["vllm_mode"] = "colocate"
     if eval_ds is not None:
-        kwargs.update(eval_strategy="steps", eval_steps=int(gen_cfg.get("save_steps") or 50))
+        kwargs.update(eval_strategy="steps", eval_steps=eval_steps(gen_cfg))
     if conn and gen_cfg.get("scale_rewards") not in (None, "group"):
         conn.log("info", f"scale_rewards {gen_cfg['scale_rewards']!r} is a GRPO setting; RLOO uses its leave-one-out baseline unscaled", STAGE)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..connection import Connection
 from ..lifecycle import OfflineStage, run_offline
+from ..training import eval_steps, max_length
 
 STAGE = "sft"
 
@@ -14,14 +15,14 @@ def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     chat = "messages" in rows.column_names
     only_response = bool(train["completion_only_loss"])
     return dict(
-        max_length=int(data.get("max_length") or 1024),
+        max_length=max_length(data),
         packing=bool(train["packing"]),
         # Prompt/completion rows: loss on the completion. Chat rows: loss on assistant turns
         # (needs a chat template with {% generation %} markers).
         completion_only_loss=only_response if not chat else None,
         assistant_only_loss=only_response and chat,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=int(train.get("save_steps") or 50),
+        eval_steps=eval_steps(train),
     )
 
 
