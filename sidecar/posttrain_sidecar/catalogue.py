@@ -24,6 +24,12 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "sections": {"stages.dpo": "DPOConfig"},
         "data": {"dpo": "preference"},
     },
+    "kto": {
+        "handler": "posttrain_sidecar.stages.kto:run",
+        "trl": {"trainer": "KTOTrainer", "config": "KTOConfig"},
+        "sections": {"stages.kto": "KTOConfig"},
+        "data": {"kto": "preference"},
+    },
     "grpo": {
         "handler": "posttrain_sidecar.stages.grpo:run",
         "trl": {"trainer": "GRPOTrainer", "config": "GRPOConfig"},

@@ -48,8 +48,8 @@ class OfflineStage:
     config: str
     #: the config fields only this stage sets: (train settings, data settings, rows, has held-out rows) -> fields
     fields: Callable[[dict, dict, Any, bool], dict[str, Any]]
-    #: rows -> rows before the split (tokenizer, data settings given)
-    prepare: Callable[[Any, Any, dict], Any] | None = None
+    #: (rows, tokenizer, data settings, seed) -> rows, before the split
+    prepare: Callable[[Any, Any, dict, int], Any] | None = None
     #: said when the stage has no parent adapter (what the reference model is then)
     fresh_note: str | None = None
     #: (trainer, train rows, trl config, conn) after the trainer is built: checks, callbacks
@@ -78,7 +78,7 @@ def run_offline(stage: OfflineStage, request: dict, conn: Connection):
 
     rows = load_rows(request["data"][stage.target], data_cfg.get("limit"))
     if stage.prepare is not None:
-        rows = stage.prepare(rows, tokenizer, data_cfg)
+        rows = stage.prepare(rows, tokenizer, data_cfg, seed)
     train_ds, eval_ds = split(rows, float(data_cfg.get("eval_fraction") or 0), seed)
     fields = stage.fields(train_cfg, data_cfg, rows, eval_ds is not None)
     args = trl_args(getattr(trl, stage.config), f"stages.{stage.name}",

@@ -67,6 +67,8 @@ OWNED: dict[str, str] = {
     "beta": "beta",
     "loss_type": "loss_type",
     "label_smoothing": "label_smoothing",
+    "desirable_weight": "desirable_weight",
+    "undesirable_weight": "undesirable_weight",
     "num_generations": "num_generations",
     "max_completion_length": "max_completion_length",
     "temperature": "temperature",

@@ -365,15 +365,14 @@ def reload_trained_adapter(model, checkpoint: str) -> None:
 
 
 def carry_token_count(trainer) -> None:
-    """SFTTrainer and RewardTrainer (like DPOTrainer, which dpo.py handles itself) keep the running
-    token count they log as num_tokens on the trainer, not in the checkpoint, so a resumed run
-    counted from 0 again. Mirror it into TrainerState.num_input_tokens_seen (saved in
+    """SFTTrainer, DPOTrainer, KTOTrainer and RewardTrainer keep the running token count they log
+    as num_tokens on the trainer, not in the checkpoint, so a resumed run counted from 0 again. Mirror it into TrainerState.num_input_tokens_seen (saved in
     trainer_state.json) and take it back when a run, resumed or not, begins. Not for GRPO/RLOO:
     they count in the state already."""
     from transformers import TrainerCallback
-    from trl import RewardTrainer, SFTTrainer
+    from trl import DPOTrainer, KTOTrainer, RewardTrainer, SFTTrainer
 
-    if not isinstance(trainer, (SFTTrainer, RewardTrainer)) or not hasattr(trainer, "_total_train_tokens"):
+    if not isinstance(trainer, (SFTTrainer, DPOTrainer, KTOTrainer, RewardTrainer)) or not hasattr(trainer, "_total_train_tokens"):
         return
 
     class _TokenCount(TrainerCallback):

@@ -7,6 +7,7 @@ import { zodIssuesToConfigIssues } from './issues.js';
 import { type Layer, loadConfigFile, mergeLayers, originOf, type Plain, setFlagsLayer } from './layers.js';
 import { presetLayer } from './presets.js';
 import { checkRules } from './rules.js';
+import { DATA_TARGET_NAMES, sourceOf } from '../data/targets.js';
 import { type Config, ConfigSchema } from './schema.js';
 
 export interface ResolveOptions {
@@ -93,14 +94,11 @@ function absolutisePaths(config: Config, origin: Map<string, Layer>, cwd: string
   if (ac !== null && /[/\\]|\.(ya?ml|json)$/.test(ac)) out.runtime.accelerate_config = abs('runtime.accelerate_config', ac);
   if (isLocalModelPath(out.model.id)) out.model.id = abs('model.id', out.model.id);
 
-  const sources: [string, { path: string | null }][] = [
-    ['data.sft', out.data.sft],
-    ['data.dpo', out.data.dpo],
-    ['data.grpo', out.data.grpo],
-    ['data.rlhf.preferences', out.data.rlhf.preferences],
-    ['data.rlhf.prompts', out.data.rlhf.prompts],
-  ];
-  for (const [p, s] of sources) if (s.path !== null) s.path = abs(`${p}.path`, s.path);
+  // Every data target of every stage (the catalogue's, through data/targets.ts).
+  for (const target of DATA_TARGET_NAMES) {
+    const s = sourceOf(out, target);
+    if (s.path !== null) s.path = abs(`data.${target}.path`, s.path);
+  }
   return out;
 }
 

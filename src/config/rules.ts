@@ -7,6 +7,7 @@ import type { ConfigIssue } from '../errors.js';
 import { BUILTIN_ACCELERATE_CONFIGS, GPU_ONLY_ACCELERATE_CONFIGS, isBuiltinAccelerateConfig } from './accelerate.js';
 import { type Config, DATA_KINDS, STAGES, type StageName } from './schema.js';
 import { didYouMean } from './suggest.js';
+import { DATA_TARGET_NAMES, DATA_TARGETS, sourceOf } from '../data/targets.js';
 
 type Rule = (c: Config) => ConfigIssue[];
 
@@ -115,22 +116,15 @@ const rules: Rule[] = [
       if (p === null) out.push(issue(path, `is required because stage "${stage}" is selected (runtime.stages). Point it at a JSONL file, or drop the stage.`));
     };
     const selected = new Set(c.runtime.stages);
-    if (selected.has('sft')) need('data.sft.path', c.data.sft.path, 'sft');
-    if (selected.has('dpo')) need('data.dpo.path', c.data.dpo.path, 'dpo');
-    if (selected.has('grpo')) need('data.grpo.path', c.data.grpo.path, 'grpo');
-    if (selected.has('rlhf')) {
-      need('data.rlhf.preferences.path', c.data.rlhf.preferences.path, 'rlhf');
-      need('data.rlhf.prompts.path', c.data.rlhf.prompts.path, 'rlhf');
+    // Every data target of every stage, from the catalogue (data/targets.ts).
+    for (const target of DATA_TARGET_NAMES) {
+      const { stage } = DATA_TARGETS[target];
+      if (selected.has(stage)) need(`data.${target}.path`, sourceOf(c, target).path, stage);
     }
-    const sources: [string, Config['data']['sft']][] = [
-      ['data.sft', c.data.sft],
-      ['data.dpo', c.data.dpo],
-      ['data.grpo', c.data.grpo],
-      ['data.rlhf.preferences', c.data.rlhf.preferences],
-      ['data.rlhf.prompts', c.data.rlhf.prompts],
-    ];
-    for (const [p, s] of sources) {
-      const kind = p === 'data.sft' ? 'sft' : p.endsWith('prompts') || p === 'data.grpo' ? 'prompt' : 'preference';
+    for (const target of DATA_TARGET_NAMES) {
+      const p = `data.${target}`;
+      const s = sourceOf(c, target);
+      const kind = DATA_TARGETS[target].kind;
       const fields = DATA_KINDS[kind].fields;
       for (const target of Object.keys(s.columns)) {
         if (fields !== null && !(fields as readonly string[]).includes(target)) {

@@ -5,7 +5,7 @@
 // defaults are tuned for full fine-tuning (learning rates ~1e-6) or are unsafe for small runs
 // (GRPO: beta 0, 8 generations of 512 tokens) we pick the LoRA-appropriate value and say why.
 import { z } from 'zod';
-import { STAGES, type StageName } from '../stages/catalogue.js';
+import { DEFAULT_STAGES, STAGES, type StageName } from '../stages/catalogue.js';
 
 // The stage names live in the catalogue (src/stages/catalogue.ts); re-exported for the many readers.
 export { STAGES, type StageName };
@@ -21,8 +21,8 @@ export const RuntimeSchema = z.strictObject({
   stages: z
     .array(z.enum(STAGES))
     .min(1)
-    .default([...STAGES])
-    .describe('Stages to run, in pipeline order (sft → dpo → grpo → rlhf).'),
+    .default([...DEFAULT_STAGES])
+    .describe(`Stages to run, in pipeline order (${STAGES.join(' → ')}); default ${DEFAULT_STAGES.join(', ')}.`),
   launcher: z
     .enum(['local', 'accelerate', 'torchrun'])
     .default('local')
@@ -121,6 +121,7 @@ export type DataSourceConfig = z.infer<typeof SftDataSchema> | z.infer<typeof Pr
 export const DataSchema = z.strictObject({
   sft: SftDataSchema.prefault({}),
   dpo: dataSource('preference', 1024).prefault({}),
+  kto: dataSource('preference', 1024).prefault({}).describe('Preference pairs; TRL\'s KTOTrainer unpairs them (chosen: desirable, rejected: undesirable).'),
   grpo: PromptDataSchema.prefault({}),
   rlhf: z
     .strictObject({
@@ -199,6 +200,13 @@ export const DpoStageSchema = z.strictObject({
   label_smoothing: z.number().min(0).max(0.5).default(0).describe('cDPO / robust DPO; only for sigmoid and robust losses.'),
 });
 
+export const KtoStageSchema = z.strictObject({
+  ...trainFields(5e-6, 4),
+  beta: z.number().positive().default(0.1).describe('KL coefficient towards the reference (the previous stage\'s model).'),
+  desirable_weight: z.number().positive().default(1).describe('Weight of the desirable (chosen) completions\' loss.'),
+  undesirable_weight: z.number().positive().default(1).describe('Weight of the undesirable (rejected) completions\' loss; raise it when there are fewer of them.'),
+});
+
 export const GrpoStageSchema = z.strictObject({
   ...trainFields(1e-5, 8),
   ...generationFields(0.04),
@@ -231,6 +239,7 @@ export const RlhfStageSchema = z.strictObject({
 export const StagesSchema = z.strictObject({
   sft: SftStageSchema.prefault({}),
   dpo: DpoStageSchema.prefault({}),
+  kto: KtoStageSchema.prefault({}),
   grpo: GrpoStageSchema.prefault({}),
   rlhf: RlhfStageSchema.prefault({}),
 });

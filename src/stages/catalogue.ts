@@ -9,7 +9,7 @@
 import type { HealthRule } from '../config/schema.js';
 
 /** Pipeline order: a stage trains on the adapter of the nearest earlier stage the run selected. */
-export const STAGES = ['sft', 'dpo', 'grpo', 'rlhf'] as const;
+export const STAGES = ['sft', 'dpo', 'kto', 'grpo', 'rlhf'] as const;
 export type StageName = (typeof STAGES)[number];
 
 /** Kinds of data rows (config/schema.ts DATA_KINDS gives each kind's formats and fields). */
@@ -19,6 +19,8 @@ export type DataKindName = 'sft' | 'preference' | 'prompt';
 export type Phase = 'reward_model' | 'policy';
 
 export interface StageEntry {
+  /** Runs when runtime.stages is not set (the classic chain); others are chosen with --stages. */
+  byDefault: boolean;
   /** Data targets the stage reads (`data.<target>` in the config, `posttrain validate <target>`) → row kind. */
   data: Readonly<Record<string, DataKindName>>;
   /** Config prefix of the trainer a hint names (for RLHF: its policy phase). */
@@ -39,6 +41,7 @@ const POLICY_RULES = ['nan_loss', 'reward_std_zero', 'completions_clipped', 'kl_
 
 export const STAGE_CATALOGUE = {
   sft: {
+    byDefault: true,
     data: { sft: 'sft' },
     trainer: 'stages.sft',
     online: false,
@@ -48,6 +51,7 @@ export const STAGE_CATALOGUE = {
     phases: null,
   },
   dpo: {
+    byDefault: true,
     data: { dpo: 'preference' },
     trainer: 'stages.dpo',
     online: false,
@@ -56,7 +60,20 @@ export const STAGE_CATALOGUE = {
     report: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
     phases: null,
   },
+  kto: {
+    // KTO (TRL's KTOTrainer): desirable / undesirable completions; preference pairs are unpaired
+    // by TRL (chosen → desirable, rejected → undesirable). Reference: the previous stage's model.
+    byDefault: false,
+    data: { kto: 'preference' },
+    trainer: 'stages.kto',
+    online: false,
+    health: ['nan_loss'],
+    live: ['train/loss', 'rewards/margins', 'train/kl'],
+    report: ['train/loss', 'rewards/chosen', 'rewards/margins', 'train/kl'],
+    phases: null,
+  },
   grpo: {
+    byDefault: true,
     data: { grpo: 'prompt' },
     trainer: 'stages.grpo',
     online: true,
@@ -66,6 +83,7 @@ export const STAGE_CATALOGUE = {
     phases: null,
   },
   rlhf: {
+    byDefault: true,
     data: { 'rlhf.preferences': 'preference', 'rlhf.prompts': 'prompt' },
     trainer: 'stages.rlhf.policy',
     online: true,
@@ -80,6 +98,9 @@ export const STAGE_CATALOGUE = {
 } as const satisfies Record<StageName, StageEntry>;
 
 export const stageEntry = (stage: StageName): StageEntry => STAGE_CATALOGUE[stage];
+
+/** What runs when runtime.stages is not set. */
+export const DEFAULT_STAGES: readonly StageName[] = STAGES.filter((s) => STAGE_CATALOGUE[s].byDefault);
 
 /** Where a stage sits in the pipeline (0-based). */
 export const stageOrder = (stage: StageName): number => STAGES.indexOf(stage);

@@ -32,10 +32,16 @@ describe('stage catalogue', () => {
     for (const rule of HEALTH_RULES) expect(STAGES.some((s) => (STAGE_CATALOGUE[s].health as readonly string[]).includes(rule)), rule).toBe(true);
   });
 
+  it('the default run is the classic chain; other methods are chosen with --stages', () => {
+    expect(ConfigSchema.parse({ model: { id: 'x' } }).runtime.stages).toEqual(['sft', 'dpo', 'grpo', 'rlhf']);
+    expect(STAGES.filter((s) => !STAGE_CATALOGUE[s].byDefault)).toEqual(['kto']);
+  });
+
   it('data targets are derived from it, in pipeline order', () => {
     expect(Object.entries(DATA_TARGETS)).toEqual([
       ['sft', { kind: 'sft', stage: 'sft' }],
       ['dpo', { kind: 'preference', stage: 'dpo' }],
+      ['kto', { kind: 'preference', stage: 'kto' }],
       ['grpo', { kind: 'prompt', stage: 'grpo' }],
       ['rlhf.preferences', { kind: 'preference', stage: 'rlhf' }],
       ['rlhf.prompts', { kind: 'prompt', stage: 'rlhf' }],

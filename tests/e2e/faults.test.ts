@@ -18,7 +18,8 @@ import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
 import { type Child, isAlive, readJson, spawnCli, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
-const STAGES = ['sft', 'dpo', 'grpo', 'rlhf'] as const;
+// Every stage of the catalogue, KTO (not in the default chain) included: it runs between DPO and GRPO.
+const STAGES = ['sft', 'dpo', 'kto', 'grpo', 'rlhf'] as const;
 type Stage = (typeof STAGES)[number];
 const ENV = { ...process.env, POSTTRAIN_SIDECAR_MODULE: '' };
 const TEST = 'tests/e2e/faults.test.ts';
@@ -26,10 +27,13 @@ const TEST = 'tests/e2e/faults.test.ts';
 // Smaller than the preset but long enough (0.3-1 s of training per stage) to kill mid-stage.
 // GRPO: 16 steps of 4 prompts cross the 12-step epoch of the 48 smoke prompts (the epoch reseed).
 const SETS = [
+  `runtime.stages=${JSON.stringify(STAGES)}`,
   'stages.sft.max_steps=40',
   'stages.sft.save_steps=5',
   'stages.dpo.max_steps=24',
   'stages.dpo.save_steps=4',
+  'stages.kto.max_steps=24',
+  'stages.kto.save_steps=4',
   'stages.grpo.max_steps=16',
   'stages.grpo.save_steps=4',
   'stages.rlhf.reward_model.max_steps=20',
@@ -38,7 +42,7 @@ const SETS = [
   'stages.rlhf.policy.save_steps=2',
 ].flatMap((s) => ['--set', s]);
 /** Stage-wide steps (RLHF: reward model 1..20, then policy 21..30). */
-const TOTAL: Record<Stage, number> = { sft: 40, dpo: 24, grpo: 16, rlhf: 30 };
+const TOTAL: Record<Stage, number> = { sft: 40, dpo: 24, kto: 24, grpo: 16, rlhf: 30 };
 /**
  * Where a kill is drawn: after the phase's first checkpoint (`ckpt`: the lowest stage-wide step a
  * complete checkpoint must have before the kill) and a few steps before its end, so it lands
@@ -54,6 +58,7 @@ interface KillPlan {
 const KILLS: KillPlan[] = [
   { stage: 'sft', lo: 6, hi: 28, ckpt: 5 },
   { stage: 'dpo', lo: 5, hi: 17, ckpt: 4 },
+  { stage: 'kto', lo: 5, hi: 17, ckpt: 4 },
   { stage: 'grpo', lo: 5, hi: 12, ckpt: 4 },
   { stage: 'rlhf', phase: 'reward_model', lo: 6, hi: 16, ckpt: 5 },
   { stage: 'rlhf', phase: 'policy', lo: 23, hi: 27, ckpt: 22 },

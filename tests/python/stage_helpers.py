@@ -47,13 +47,17 @@ def canonical_data(dest: Path) -> dict[str, str]:
     read = lambda name: [json.loads(l) for l in (SMOKE / name).read_text(encoding="utf-8").splitlines() if l.strip()]
     write("sft", ({"prompt": r["prompt"], "completion": r["response"]} for r in read("sft.jsonl")))
     write("dpo", read("dpo.jsonl"))
+    write("kto", read("dpo.jsonl"))  # the smoke preset points KTO at the DPO pairs
     write("grpo", read("grpo.jsonl"))
     write("rlhf.preferences", read("preferences.jsonl"))
     write("rlhf.prompts", read("prompts.jsonl"))
     return out
 
 
-TARGETS = {"sft": ["sft"], "dpo": ["dpo"], "grpo": ["grpo"], "rlhf": ["rlhf.preferences", "rlhf.prompts"]}
+# Each stage's data targets: the catalogue's.
+from posttrain_sidecar.catalogue import CATALOGUE  # noqa: E402
+
+TARGETS = {stage: list(entry["data"]) for stage, entry in CATALOGUE.items()}
 
 
 def make_request(stage: str, tmp: Path, config: dict | None = None, init_adapter: str | None = None,

@@ -26,7 +26,7 @@ def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     )
 
 
-def _prepare(rows, tokenizer, data: dict):
+def _prepare(rows, tokenizer, data: dict, seed: int):
     # TRL 1.13's DPOConfig has no max_prompt_length: keep the last N prompt tokens here, then
     # max_length truncates prompt + completion (keep_start) in the collator.
     return truncate_prompts(rows, tokenizer, data.get("max_prompt_length"))
@@ -39,8 +39,6 @@ def _after_build(trainer, train_ds, args, conn: Connection) -> None:
         raise StageError("data_empty", f"every DPO pair's prompt is at least data.dpo.max_length ({args.max_length}) tokens long; raise max_length or lower max_prompt_length")
     if kept < len(train_ds):
         conn.log("warning", f"{len(train_ds) - kept} of {len(train_ds)} DPO pairs dropped: the prompt alone fills max_length ({args.max_length})", STAGE)
-    if hasattr(trainer, "_total_train_tokens"):
-        trainer.add_callback(_token_count_carrier(trainer))
 
 
 DPO = OfflineStage(
@@ -52,20 +50,3 @@ DPO = OfflineStage(
 
 def run(request: dict, conn: Connection):
     return run_offline(DPO, request, conn)
-
-
-def _token_count_carrier(trainer):
-    """TRL keeps its running token count (logged as num_tokens) on the trainer, not in the
-    checkpoint, so a resumed run would count from 0 again. Mirror it into TrainerState's
-    num_input_tokens_seen (saved in trainer_state.json; logged only when the Trainer's own
-    counting is on, which it is not) and take it back when a resumed run begins."""
-    from transformers import TrainerCallback
-
-    class _TokenCount(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            trainer._total_train_tokens = int(state.num_input_tokens_seen or 0)
-
-        def on_step_end(self, args, state, control, **kw):
-            state.num_input_tokens_seen = int(trainer._total_train_tokens)
-
-    return _TokenCount()
