@@ -13,6 +13,7 @@ import msgpack
 import pytest
 
 from conftest import metrics_of
+from posttrain_sidecar.catalogue import STAGE_NAMES
 from posttrain_sidecar.checkpoints import COMPLETE_MARKER
 from posttrain_sidecar.fake import metric_values, parse_step_values, scripted_values
 from posttrain_sidecar.protocol import encode, make_envelope
@@ -28,7 +29,7 @@ def test_hello_is_fast_and_complete(controller):
     assert body["protocol"] == "1.1"
     assert body["pid"] == proc.pid
     assert body["fake"] is True
-    assert body["capabilities"] == ["sft", "dpo", "grpo", "rlhf"]
+    assert body["capabilities"] == list(STAGE_NAMES)  # every stage of the catalogue
     assert body["versions"]["python"] and body["versions"]["posttrain_sidecar"]
     assert body["device"]["probe"] is True and body["device"]["type"] in ("cuda", "cpu")
     # independent check of the wire: raw HMAC over the raw msgpack payload

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from posttrain_sidecar import __main__ as real
+from posttrain_sidecar.catalogue import STAGE_NAMES
 
 
 def test_real_sidecar_hello_and_in_band_errors(controller, tmp_path):
@@ -41,7 +42,7 @@ def test_real_sidecar_bad_env_exits_2(controller):
 
 
 def test_registry_dispatch_in_process():
-    assert set(real.STAGE_HANDLERS) == {"sft", "dpo", "grpo", "rlhf"}
+    assert list(real.STAGE_HANDLERS) == list(STAGE_NAMES)
     with pytest.raises(real.StageError) as exc:
         real.handle({"stage": "distill"}, None)
     assert exc.value.code == "unknown_stage"
