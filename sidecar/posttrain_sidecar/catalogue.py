@@ -18,6 +18,12 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "sections": {"stages.sft": "SFTConfig"},
         "data": {"sft": "sft"},
     },
+    "orpo": {
+        "handler": "posttrain_sidecar.stages.orpo:run",
+        "trl": {"trainer": "trl.experimental.orpo:ORPOTrainer", "config": "trl.experimental.orpo:ORPOConfig"},
+        "sections": {"stages.orpo": "trl.experimental.orpo:ORPOConfig"},
+        "data": {"orpo": "preference"},
+    },
     "dpo": {
         "handler": "posttrain_sidecar.stages.dpo:run",
         "trl": {"trainer": "DPOTrainer", "config": "DPOConfig"},
@@ -29,6 +35,12 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "trl": {"trainer": "KTOTrainer", "config": "KTOConfig"},
         "sections": {"stages.kto": "KTOConfig"},
         "data": {"kto": "preference"},
+    },
+    "simpo": {
+        "handler": "posttrain_sidecar.stages.simpo:run",
+        "trl": {"trainer": "trl.experimental.cpo:CPOTrainer", "config": "trl.experimental.cpo:CPOConfig"},
+        "sections": {"stages.simpo": "trl.experimental.cpo:CPOConfig"},
+        "data": {"simpo": "preference"},
     },
     "grpo": {
         "handler": "posttrain_sidecar.stages.grpo:run",
@@ -52,6 +64,21 @@ STAGE_NAMES: tuple[str, ...] = tuple(CATALOGUE)
 def handlers() -> dict[str, str]:
     """Stage name -> "module:function" of its handler."""
     return {name: entry["handler"] for name, entry in CATALOGUE.items()}
+
+
+def trl_class(name: str):
+    """A TRL class by catalogue name: ``SFTConfig`` (``trl.SFTConfig``) or ``module:Class`` for
+    the ones TRL keeps in its experimental namespace (ORPO, CPO/SimPO)."""
+    import importlib
+
+    module, sep, attr = name.partition(":")
+    if not sep:
+        module, attr = "trl", name
+    if module.startswith("trl.experimental"):
+        import os
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # pinned and said in the docs
+    return getattr(importlib.import_module(module), attr)
 
 
 def trainer_sections(stage: str, config: dict) -> list[tuple[str, str]]:

@@ -43,7 +43,7 @@ class OfflineStage:
     name: str
     #: data target the stage reads (``data.<target>``), a key of the catalogue's ``data``
     target: str
-    #: TRL trainer and config class names (``trl.<name>``)
+    #: TRL trainer and config classes (catalogue.trl_class names: ``SFTTrainer`` or ``module:Class``)
     trainer: str
     config: str
     #: the config fields only this stage sets: (train settings, data settings, rows, has held-out rows) -> fields
@@ -59,7 +59,7 @@ class OfflineStage:
 
 
 def run_offline(stage: OfflineStage, request: dict, conn: Connection):
-    import trl
+    from .catalogue import trl_class
 
     config = request["config"]
     stage_dir = request["stage_dir"]
@@ -81,12 +81,12 @@ def run_offline(stage: OfflineStage, request: dict, conn: Connection):
         rows = stage.prepare(rows, tokenizer, data_cfg, seed)
     train_ds, eval_ds = split(rows, float(data_cfg.get("eval_fraction") or 0), seed)
     fields = stage.fields(train_cfg, data_cfg, rows, eval_ds is not None)
-    args = trl_args(getattr(trl, stage.config), f"stages.{stage.name}",
+    args = trl_args(trl_class(stage.config), f"stages.{stage.name}",
                     dict(**common_args(config, train_cfg, runtime, stage_dir), **fields), train_cfg, conn, stage.name)
 
     prompts = [prompt_text(r, tokenizer) for r in rows.select(range(min(3, len(rows))))]
     before = sample(model, tokenizer, prompts)
-    trainer = getattr(trl, stage.trainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer)
+    trainer = trl_class(stage.trainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer)
     if stage.after_build is not None:
         stage.after_build(trainer, train_ds, args, conn)
     callback = StreamCallback(conn, stage.name)

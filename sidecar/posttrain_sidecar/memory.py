@@ -262,11 +262,12 @@ def estimate_stage(model_cfg: dict[str, Any], config: dict[str, Any], stage: str
     if stage == "sft":
         seq = _length(data["sft"].get("max_length"), DEFAULT_SEQ, "data.sft.max_length", assumptions)
         return _finish(train(base(), int(st["sft"]["batch_size"]), seq))
-    if stage in ("dpo", "kto"):
+    if stage in ("dpo", "kto", "orpo", "simpo"):
         seq = _length(data[stage].get("max_length"), DEFAULT_SEQ, f"data.{stage}.max_length", assumptions)
-        # DPO: chosen and rejected go through the model together; KTO: each completion and its
-        # mismatched KL completion. Either way 2 * batch_size sequences.
-        return _finish(train(base(ref=True), 2 * int(st[stage]["batch_size"]), seq))
+        # DPO/ORPO/SimPO: chosen and rejected go through the model together; KTO: each completion
+        # and its mismatched KL completion. Either way 2 * batch_size sequences. ORPO and SimPO
+        # have no reference model.
+        return _finish(train(base(ref=stage in ("dpo", "kto")), 2 * int(st[stage]["batch_size"]), seq))
     if stage == "grpo":
         return _finish(online(base(ref=float(st["grpo"]["beta"]) > 0), st["grpo"], data["grpo"], "grpo"))
     if stage == "rlhf":
@@ -287,7 +288,7 @@ def knobs(config: dict[str, Any], stage: str, mode: str, checkpointing: bool) ->
     key = "stages.rlhf.policy" if stage == "rlhf" else f"stages.{stage}"
     cfg = st["rlhf"]["policy"] if stage == "rlhf" else st[stage]
     out = [f"{key}.batch_size {cfg['batch_size']} (raise {key}.grad_accum to keep the effective batch)"]
-    if stage in ("sft", "dpo", "kto"):
+    if stage in ("sft", "dpo", "kto", "orpo", "simpo"):
         out.append(f"data.{stage}.max_length {config['data'][stage].get('max_length')}")
     else:
         out.append(f"{key}.max_completion_length {cfg['max_completion_length']}")

@@ -227,7 +227,7 @@ def _training_template_ok(tok: Any) -> bool:
 def check_trainer_args(config: dict, stages: Sequence[str]) -> list[Problem]:
     """Every ``stages.<s>.trainer_args`` of a selected stage against its TRL config dataclass
     (trainer_args.problems, which the stage applies again when it builds its config)."""
-    from .catalogue import CATALOGUE, _at, trainer_sections
+    from .catalogue import CATALOGUE, _at, trainer_sections, trl_class
 
     out: list[Problem] = []
     for stage in stages:
@@ -237,11 +237,9 @@ def check_trainer_args(config: dict, stages: Sequence[str]) -> list[Problem]:
             args = _at(config, section).get("trainer_args")
             if not args:
                 continue
-            import trl
-
             from .trainer_args import problems as arg_problems
 
-            for path, message in arg_problems(section, getattr(trl, cls_name), args):
+            for path, message in arg_problems(section, trl_class(cls_name), args):
                 out.append(problem(stage, "bad_trainer_args", f"{path}: {message}",
                                    f"Fix or remove {path}; `posttrain config --preset …` shows the resolved config."))
     return out

@@ -68,6 +68,8 @@ OWNED: dict[str, str] = {
     "loss_type": "loss_type",
     "label_smoothing": "label_smoothing",
     "desirable_weight": "desirable_weight",
+    "simpo_gamma": "simpo_gamma",
+    "cpo_alpha": "cpo_alpha",
     "undesirable_weight": "undesirable_weight",
     "num_generations": "num_generations",
     "max_completion_length": "max_completion_length",

@@ -121,6 +121,8 @@ export type DataSourceConfig = z.infer<typeof SftDataSchema> | z.infer<typeof Pr
 export const DataSchema = z.strictObject({
   sft: SftDataSchema.prefault({}),
   dpo: dataSource('preference', 1024).prefault({}),
+  orpo: dataSource('preference', 1024).prefault({}).describe('Preference pairs for ORPO.'),
+  simpo: dataSource('preference', 1024).prefault({}).describe('Preference pairs for SimPO.'),
   kto: dataSource('preference', 1024).prefault({}).describe('Preference pairs; TRL\'s KTOTrainer unpairs them (chosen: desirable, rejected: undesirable).'),
   grpo: PromptDataSchema.prefault({}),
   rlhf: z
@@ -207,6 +209,18 @@ export const KtoStageSchema = z.strictObject({
   undesirable_weight: z.number().positive().default(1).describe('Weight of the undesirable (rejected) completions\' loss; raise it when there are fewer of them.'),
 });
 
+export const OrpoStageSchema = z.strictObject({
+  ...trainFields(5e-5, 4),
+  beta: z.number().positive().default(0.1).describe("ORPO's lambda: weight of the odds-ratio term next to the SFT loss on the chosen completion."),
+});
+
+export const SimpoStageSchema = z.strictObject({
+  ...trainFields(5e-6, 4),
+  beta: z.number().positive().default(2).describe('Scale of the length-normalised reward (SimPO paper: 2.0-2.5).'),
+  simpo_gamma: z.number().min(0).default(0.5).describe('Target reward margin between chosen and rejected, as a ratio of beta (TRL: gamma / beta).'),
+  cpo_alpha: z.number().min(0).default(0).describe('Weight of an added NLL term on the chosen completion (0: pure SimPO; > 0: CPO-SimPO).'),
+});
+
 export const GrpoStageSchema = z.strictObject({
   ...trainFields(1e-5, 8),
   ...generationFields(0.04),
@@ -238,8 +252,10 @@ export const RlhfStageSchema = z.strictObject({
 
 export const StagesSchema = z.strictObject({
   sft: SftStageSchema.prefault({}),
+  orpo: OrpoStageSchema.prefault({}),
   dpo: DpoStageSchema.prefault({}),
   kto: KtoStageSchema.prefault({}),
+  simpo: SimpoStageSchema.prefault({}),
   grpo: GrpoStageSchema.prefault({}),
   rlhf: RlhfStageSchema.prefault({}),
 });

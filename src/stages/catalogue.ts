@@ -9,7 +9,7 @@
 import type { HealthRule } from '../config/schema.js';
 
 /** Pipeline order: a stage trains on the adapter of the nearest earlier stage the run selected. */
-export const STAGES = ['sft', 'dpo', 'kto', 'grpo', 'rlhf'] as const;
+export const STAGES = ['sft', 'orpo', 'dpo', 'kto', 'simpo', 'grpo', 'rlhf'] as const;
 export type StageName = (typeof STAGES)[number];
 
 /** Kinds of data rows (config/schema.ts DATA_KINDS gives each kind's formats and fields). */
@@ -50,6 +50,18 @@ export const STAGE_CATALOGUE = {
     report: ['train/loss'],
     phases: null,
   },
+  orpo: {
+    // ORPO (TRL experimental ORPOTrainer): SFT and an odds-ratio preference term in one stage, no
+    // reference model, so it may be a run's first stage.
+    byDefault: false,
+    data: { orpo: 'preference' },
+    trainer: 'stages.orpo',
+    online: false,
+    health: ['nan_loss'],
+    live: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
+    report: ['train/loss', 'train/nll_loss', 'rewards/margins', 'rewards/accuracies'],
+    phases: null,
+  },
   dpo: {
     byDefault: true,
     data: { dpo: 'preference' },
@@ -70,6 +82,18 @@ export const STAGE_CATALOGUE = {
     health: ['nan_loss'],
     live: ['train/loss', 'rewards/margins', 'train/kl'],
     report: ['train/loss', 'rewards/chosen', 'rewards/margins', 'train/kl'],
+    phases: null,
+  },
+  simpo: {
+    // SimPO (TRL experimental CPOTrainer, loss_type simpo): reference-free, length-normalised
+    // log-likelihood margins with a target margin gamma.
+    byDefault: false,
+    data: { simpo: 'preference' },
+    trainer: 'stages.simpo',
+    online: false,
+    health: ['nan_loss'],
+    live: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
+    report: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
     phases: null,
   },
   grpo: {

@@ -34,14 +34,16 @@ describe('stage catalogue', () => {
 
   it('the default run is the classic chain; other methods are chosen with --stages', () => {
     expect(ConfigSchema.parse({ model: { id: 'x' } }).runtime.stages).toEqual(['sft', 'dpo', 'grpo', 'rlhf']);
-    expect(STAGES.filter((s) => !STAGE_CATALOGUE[s].byDefault)).toEqual(['kto']);
+    expect(STAGES.filter((s) => !STAGE_CATALOGUE[s].byDefault)).toEqual(['orpo', 'kto', 'simpo']);
   });
 
   it('data targets are derived from it, in pipeline order', () => {
     expect(Object.entries(DATA_TARGETS)).toEqual([
       ['sft', { kind: 'sft', stage: 'sft' }],
+      ['orpo', { kind: 'preference', stage: 'orpo' }],
       ['dpo', { kind: 'preference', stage: 'dpo' }],
       ['kto', { kind: 'preference', stage: 'kto' }],
+      ['simpo', { kind: 'preference', stage: 'simpo' }],
       ['grpo', { kind: 'prompt', stage: 'grpo' }],
       ['rlhf.preferences', { kind: 'preference', stage: 'rlhf' }],
       ['rlhf.prompts', { kind: 'prompt', stage: 'rlhf' }],

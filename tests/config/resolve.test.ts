@@ -228,7 +228,7 @@ describe('cross-field rules', () => {
   });
 
   it('stages must be known, unique and in pipeline order', () => {
-    expect(rule(['runtime.stages=["dpo","sft"]'])[0]?.message).toMatch(/order sft → dpo → kto → grpo → rlhf/);
+    expect(rule(['runtime.stages=["dpo","sft"]'])[0]?.message).toMatch(/order sft → orpo → dpo → kto → simpo → grpo → rlhf/);
     expect(rule(['runtime.stages=["sft","sft"]'])[0]?.message).toMatch(/twice/);
     expect(rule(['runtime.stages=["sft","ppo"]'])[0]?.path).toBe('runtime.stages.1');
   });

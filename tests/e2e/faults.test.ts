@@ -18,8 +18,8 @@ import { DEFAULT_VENV_PYTHON } from '../../src/paths.js';
 import { type Child, isAlive, readJson, spawnCli, tmp, waitFor } from '../helpers/cli.js';
 import { recordReliability } from '../helpers/reliability.js';
 
-// Every stage of the catalogue, KTO (not in the default chain) included: it runs between DPO and GRPO.
-const STAGES = ['sft', 'dpo', 'kto', 'grpo', 'rlhf'] as const;
+// Every stage of the catalogue, the opt-in methods (ORPO, KTO, SimPO) included, in pipeline order.
+const STAGES = ['sft', 'orpo', 'dpo', 'kto', 'simpo', 'grpo', 'rlhf'] as const;
 type Stage = (typeof STAGES)[number];
 const ENV = { ...process.env, POSTTRAIN_SIDECAR_MODULE: '' };
 const TEST = 'tests/e2e/faults.test.ts';
@@ -34,6 +34,10 @@ const SETS = [
   'stages.dpo.save_steps=4',
   'stages.kto.max_steps=24',
   'stages.kto.save_steps=4',
+  'stages.orpo.max_steps=24',
+  'stages.orpo.save_steps=4',
+  'stages.simpo.max_steps=24',
+  'stages.simpo.save_steps=4',
   'stages.grpo.max_steps=16',
   'stages.grpo.save_steps=4',
   'stages.rlhf.reward_model.max_steps=20',
@@ -42,7 +46,7 @@ const SETS = [
   'stages.rlhf.policy.save_steps=2',
 ].flatMap((s) => ['--set', s]);
 /** Stage-wide steps (RLHF: reward model 1..20, then policy 21..30). */
-const TOTAL: Record<Stage, number> = { sft: 40, dpo: 24, kto: 24, grpo: 16, rlhf: 30 };
+const TOTAL: Record<Stage, number> = { sft: 40, orpo: 24, dpo: 24, kto: 24, simpo: 24, grpo: 16, rlhf: 30 };
 /**
  * Where a kill is drawn: after the phase's first checkpoint (`ckpt`: the lowest stage-wide step a
  * complete checkpoint must have before the kill) and a few steps before its end, so it lands
@@ -58,7 +62,9 @@ interface KillPlan {
 const KILLS: KillPlan[] = [
   { stage: 'sft', lo: 6, hi: 28, ckpt: 5 },
   { stage: 'dpo', lo: 5, hi: 17, ckpt: 4 },
+  { stage: 'orpo', lo: 5, hi: 17, ckpt: 4 },
   { stage: 'kto', lo: 5, hi: 17, ckpt: 4 },
+  { stage: 'simpo', lo: 5, hi: 17, ckpt: 4 },
   { stage: 'grpo', lo: 5, hi: 12, ckpt: 4 },
   { stage: 'rlhf', phase: 'reward_model', lo: 6, hi: 16, ckpt: 5 },
   { stage: 'rlhf', phase: 'policy', lo: 23, hi: 27, ckpt: 22 },

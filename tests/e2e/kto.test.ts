@@ -29,4 +29,13 @@ describe('kto, chosen with --stages', () => {
     expect(v.code, v.err).toBe(0);
     expect(existsSync(join(dir, 'stages', 'kto', 'adapter', 'adapter_model.safetensors'))).toBe(true);
   }, 120_000);
+
+  it('orpo may be the first stage (no reference model) and grpo chains on it: --stages orpo,grpo', async () => {
+    const cwd = tmp();
+    const r = await cli(['run', '--preset', 'smoke', '--stages', 'orpo,grpo', '--set', 'stages.orpo.max_steps=10', '--set', 'stages.grpo.max_steps=4'], { cwd });
+    expect(r.code, r.err).toBe(0);
+    const run = JSON.parse(readFileSync(join(r.out.trim(), 'run.json'), 'utf8'));
+    expect(run.stages.orpo).toMatchObject({ status: 'ok', input_adapter: null });
+    expect(run.stages.grpo).toMatchObject({ status: 'ok', input_adapter: 'stages/orpo/adapter' });
+  }, 120_000);
 });

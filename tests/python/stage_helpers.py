@@ -47,7 +47,8 @@ def canonical_data(dest: Path) -> dict[str, str]:
     read = lambda name: [json.loads(l) for l in (SMOKE / name).read_text(encoding="utf-8").splitlines() if l.strip()]
     write("sft", ({"prompt": r["prompt"], "completion": r["response"]} for r in read("sft.jsonl")))
     write("dpo", read("dpo.jsonl"))
-    write("kto", read("dpo.jsonl"))  # the smoke preset points KTO at the DPO pairs
+    for target in ("kto", "orpo", "simpo"):  # the smoke preset points them at the DPO pairs
+        write(target, read("dpo.jsonl"))
     write("grpo", read("grpo.jsonl"))
     write("rlhf.preferences", read("preferences.jsonl"))
     write("rlhf.prompts", read("prompts.jsonl"))
