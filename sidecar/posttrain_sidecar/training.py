@@ -107,7 +107,13 @@ def trl_args(config_cls, section: str, kwargs: dict[str, Any], train: dict, conn
         merged = merge(section, config_cls, kwargs, extra)
     except ValueError as e:
         raise StageError("bad_trainer_args", str(e)) from e
-    args = config_cls(**merged)
+    try:
+        args = config_cls(**merged)
+    except ValueError as e:
+        if not extra:  # posttrain's own settings: the stage says what it knows (GRPO's batch geometry)
+            raise
+        # A value of the right type that TRL's own checks refuse (an unknown optimiser name…).
+        raise StageError("bad_trainer_args", f"{config_cls.__name__} refused {section}.trainer_args ({', '.join(sorted(extra))}): {e}") from e
     if extra and conn is not None:
         passed = ", ".join(f"{k}={getattr(args, k)!r}" for k in extra)
         conn.log("info", f"{section}.trainer_args passed to {config_cls.__name__}: {passed}", stage)

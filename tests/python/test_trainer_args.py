@@ -46,3 +46,14 @@ def test_preflight_checks_each_trainer_section_of_selected_stages_only():
     got = [(p["stage"], p["message"].split(":")[0]) for p in pf.check_trainer_args(cfg, ["rlhf"])]
     assert got == [("rlhf", "stages.rlhf.reward_model.trainer_args.nope"), ("rlhf", "stages.rlhf.policy.trainer_args.nope")]
     assert all(p["code"] == "bad_trainer_args" for p in pf.check_trainer_args(cfg, ["sft"]))
+
+
+def test_a_value_trl_itself_refuses_is_named_not_an_internal_error(tmp_path):
+    from posttrain_sidecar.connection import StageError
+    from posttrain_sidecar.training import trl_args
+
+    base = {"output_dir": str(tmp_path), "report_to": "none", "use_cpu": True, "bf16": False}
+    with pytest.raises(StageError, match=r"SFTConfig refused stages.sft.trainer_args \(optim\): .*adamw_nope") as e:
+        trl_args(trl.SFTConfig, "stages.sft", base, {"trainer_args": {"optim": "adamw_nope"}})
+    assert e.value.code == "bad_trainer_args"
+    assert trl_args(trl.SFTConfig, "stages.sft", base, {"trainer_args": {"optim": "adafactor"}}).optim == "adafactor"
