@@ -24,8 +24,10 @@ from .modeling import load_policy, load_tokenizer, resolve_runtime
 from .training import (
     StreamCallback,
     common_args,
+    eval_steps,
     latest_checkpoint,
     load_rows,
+    max_length,
     prompt_text,
     resume_checkpoint,
     run_training,
@@ -36,6 +38,11 @@ from .training import (
     trl_args,
     write_samples,
 )
+
+
+def length_and_eval(train: dict, data: dict, has_eval: bool) -> dict[str, Any]:
+    """The fields every offline stage sets the same way: the token limit and the held-out evaluation."""
+    return dict(max_length=max_length(data), eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps(train))
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,34 @@ def adapter_tensors(adapter_dir) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+
+
+def deterministic() -> None:
+    """One thread and a fixed seed: what makes two runs of a stage comparable to 1e-6."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    transformers.set_seed(0)
+
+
+def step_logs(rec) -> dict[int, dict]:
+    """The per-step training logs (not the end-of-training summary, which carries train/train_runtime)."""
+    return {step: v for _, step, v in rec.metrics if "train/loss" in v}
+
+
+def assert_resume_reproduces(resumed_rec, full_rec, k: int, steps: int, adapter_dir, full_adapter_dir) -> None:
+    """A stage resumed after step k logged exactly steps k+1..steps with every value of the
+    uninterrupted run's, and saved the same adapter (both within 1e-6)."""
+    import pytest
+
+    resumed, uninterrupted = step_logs(resumed_rec), step_logs(full_rec)
+    assert sorted(resumed) == list(range(k + 1, steps + 1))
+    for step, values in resumed.items():
+        assert values.keys() == uninterrupted[step].keys(), step
+        for key, v in values.items():
+            assert v == pytest.approx(uninterrupted[step][key], abs=1e-6), (step, key)
+    a, b = adapter_tensors(adapter_dir), adapter_tensors(full_adapter_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] - b[name]).abs().max().item() <= 1e-6, name

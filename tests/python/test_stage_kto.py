@@ -10,17 +10,9 @@ import pytest
 
 from posttrain_sidecar.stages import kto, sft
 from recorder import Recorder
-from stage_helpers import adapter_tensors, make_request, smoke_config
+from stage_helpers import assert_resume_reproduces, deterministic, make_request, smoke_config, step_logs
 
 STEPS = 30
-
-
-def deterministic() -> None:
-    import torch
-    import transformers
-
-    torch.set_num_threads(1)
-    transformers.set_seed(0)
 
 
 def kto_config():
@@ -30,10 +22,6 @@ def kto_config():
 def run_kto(tmp: Path, sft_adapter: str, rec: Recorder, **kw):
     deterministic()
     return kto.run(make_request("kto", tmp, kto_config(), init_adapter=sft_adapter, **kw), rec)
-
-
-def step_logs(rec: Recorder) -> dict[int, dict]:
-    return {step: v for _, step, v in rec.metrics if "train/loss" in v}
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +70,4 @@ def test_cancel_then_resume_equals_uninterrupted(full_run, sft_adapter, tmp_path
     second = Recorder()
     status, _ = run_kto(tmp_path, sft_adapter, second, resume_from=str(ckpt))
     assert status == "ok"
-    resumed, uninterrupted = step_logs(second), step_logs(full)
-    assert sorted(resumed) == list(range(k + 1, STEPS + 1))
-    for step, values in resumed.items():
-        for key, v in values.items():
-            assert v == pytest.approx(uninterrupted[step][key], abs=1e-6), (step, key)
-    a = adapter_tensors(tmp_path / "stages" / "kto" / "adapter")
-    b = adapter_tensors(full_run[0] / "stages" / "kto" / "adapter")
-    assert a.keys() == b.keys()
-    for name in a:
-        assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
+    assert_resume_reproduces(second, full, k, STEPS, tmp_path / "stages" / "kto" / "adapter", full_run[0] / "stages" / "kto" / "adapter")

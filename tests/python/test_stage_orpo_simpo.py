@@ -10,28 +10,16 @@ import pytest
 
 from posttrain_sidecar.stages import orpo, simpo
 from recorder import Recorder
-from stage_helpers import adapter_tensors, make_request, smoke_config
+from stage_helpers import assert_resume_reproduces, deterministic, make_request, smoke_config, step_logs
 
 STEPS = 30
 MODULES = {"orpo": orpo, "simpo": simpo}
-
-
-def deterministic() -> None:
-    import torch
-    import transformers
-
-    torch.set_num_threads(1)
-    transformers.set_seed(0)
 
 
 def run(stage: str, tmp: Path, rec: Recorder, **kw):
     deterministic()
     cfg = smoke_config(**{stage: {"max_steps": STEPS, "save_steps": 10, "logging_steps": 1}})
     return MODULES[stage].run(make_request(stage, tmp, cfg, **kw), rec)
-
-
-def step_logs(rec: Recorder) -> dict[int, dict]:
-    return {step: v for _, step, v in rec.metrics if "train/loss" in v}
 
 
 def mean(xs):
@@ -73,13 +61,4 @@ def test_cancel_then_resume_equals_uninterrupted(full_run, tmp_path):
     second = Recorder()
     status, _ = run(stage, tmp_path, second, resume_from=str(ckpt))
     assert status == "ok"
-    resumed, uninterrupted = step_logs(second), step_logs(full)
-    assert sorted(resumed) == list(range(k + 1, STEPS + 1))
-    for step, values in resumed.items():
-        for key, v in values.items():
-            assert v == pytest.approx(uninterrupted[step][key], abs=1e-6), (step, key)
-    a = adapter_tensors(tmp_path / "stages" / stage / "adapter")
-    b = adapter_tensors(full_tmp / "stages" / stage / "adapter")
-    assert a.keys() == b.keys()
-    for name in a:
-        assert (a[name] - b[name]).abs().max().item() <= 1e-6, name
+    assert_resume_reproduces(second, full, k, STEPS, tmp_path / "stages" / stage / "adapter", full_tmp / "stages" / stage / "adapter")

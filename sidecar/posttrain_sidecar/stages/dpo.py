@@ -9,20 +9,18 @@ The lifecycle is lifecycle.run_offline; this file holds what only DPO sets and c
 from __future__ import annotations
 
 from ..connection import Connection, StageError
-from ..lifecycle import OfflineStage, run_offline
-from ..training import eval_steps, max_length, truncate_prompts
+from ..lifecycle import OfflineStage, length_and_eval, run_offline
+from ..training import truncate_prompts
 
 STAGE = "dpo"
 
 
 def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     return dict(
+        **length_and_eval(train, data, has_eval),
         beta=float(train["beta"]),
         loss_type=[train["loss_type"]],
         label_smoothing=float(train.get("label_smoothing") or 0.0),
-        max_length=max_length(data),
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps(train),
     )
 
 

@@ -9,8 +9,7 @@ The lifecycle is lifecycle.run_offline; this file holds what only KTO sets.
 from __future__ import annotations
 
 from ..connection import Connection
-from ..lifecycle import OfflineStage, run_offline
-from ..training import eval_steps, max_length
+from ..lifecycle import OfflineStage, length_and_eval, run_offline
 
 STAGE = "kto"
 
@@ -29,12 +28,10 @@ def _prepare(rows, tokenizer, data: dict, seed: int):
 
 def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     return dict(
+        **length_and_eval(train, data, has_eval),
         beta=float(train["beta"]),
         desirable_weight=float(train["desirable_weight"]),
         undesirable_weight=float(train["undesirable_weight"]),
-        max_length=max_length(data),
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps(train),
     )
 
 

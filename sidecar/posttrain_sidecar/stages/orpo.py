@@ -9,18 +9,15 @@ The lifecycle is lifecycle.run_offline; this file holds what only ORPO sets.
 from __future__ import annotations
 
 from ..connection import Connection
-from ..lifecycle import OfflineStage, run_offline
-from ..training import eval_steps, max_length
+from ..lifecycle import OfflineStage, length_and_eval, run_offline
 
 STAGE = "orpo"
 
 
 def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     return dict(
+        **length_and_eval(train, data, has_eval),
         beta=float(train["beta"]),
-        max_length=max_length(data),
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps(train),
     )
 
 

@@ -5,8 +5,7 @@ The lifecycle is lifecycle.run_offline; this file holds what only SFT sets.
 from __future__ import annotations
 
 from ..connection import Connection
-from ..lifecycle import OfflineStage, run_offline
-from ..training import eval_steps, max_length
+from ..lifecycle import OfflineStage, length_and_eval, run_offline
 
 STAGE = "sft"
 
@@ -15,14 +14,12 @@ def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     chat = "messages" in rows.column_names
     only_response = bool(train["completion_only_loss"])
     return dict(
-        max_length=max_length(data),
+        **length_and_eval(train, data, has_eval),
         packing=bool(train["packing"]),
         # Prompt/completion rows: loss on the completion. Chat rows: loss on assistant turns
         # (needs a chat template with {% generation %} markers).
         completion_only_loss=only_response if not chat else None,
         assistant_only_loss=only_response and chat,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps(train),
     )
 
 

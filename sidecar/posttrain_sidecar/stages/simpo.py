@@ -9,21 +9,18 @@ The lifecycle is lifecycle.run_offline; this file holds what only SimPO sets.
 from __future__ import annotations
 
 from ..connection import Connection
-from ..lifecycle import OfflineStage, run_offline
-from ..training import eval_steps, max_length
+from ..lifecycle import OfflineStage, length_and_eval, run_offline
 
 STAGE = "simpo"
 
 
 def _fields(train: dict, data: dict, rows, has_eval: bool) -> dict:
     return dict(
+        **length_and_eval(train, data, has_eval),
         loss_type="simpo",
         beta=float(train["beta"]),
         simpo_gamma=float(train["simpo_gamma"]),
         cpo_alpha=float(train["cpo_alpha"]),
-        max_length=max_length(data),
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps(train),
     )
 
 
