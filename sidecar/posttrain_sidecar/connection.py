@@ -55,6 +55,10 @@ from .protocol import (
     MAX_BATCH_ITEMS,
     MAX_BATCH_VALUES,
     MAX_MESSAGE_BYTES,
+    PING,
+    PONG,
+    PREFLIGHT,
+    PREFLIGHT_RESULT,
     PROTOCOL_MAJOR,
     PROTOCOL_VERSION,
     SHUTDOWN,
@@ -83,17 +87,9 @@ POLL_MS = 50
 DEFAULT_ACK_TIMEOUT_S = 30.0
 CLOSE_LINGER_MS = 1000
 
-# Liveness/latency probe (protocol 1.x addition): the controller sends ``ping {}``; the I/O thread
-# answers ``pong {}`` with ``re`` = the ping id at once, without involving the main thread.
-PING = "ping"
-PONG = "pong"
-
-# Preflight (protocol 1.x addition): before the first stage the controller sends
-# ``preflight {config, stages}``; the main thread checks what it can without loading weights and
-# answers ``preflight.result {ok, problems: [{stage, code, message, severity, fix}]}`` (re = the
-# request id). ``ok`` is false when any problem has severity "error"; "warning"/"info" are notes.
-PREFLIGHT = "preflight"
-PREFLIGHT_RESULT = "preflight.result"
+# ping/pong and preflight (protocol 1.x additions) are named in protocol.py with the other types:
+# the I/O thread answers ``ping`` at once; the main thread answers ``preflight`` without loading
+# weights, ``ok`` false when any problem has severity "error" ("warning"/"info" are notes).
 PREFLIGHT_SEVERITIES = ("error", "warning", "info")
 
 _PROBE_PACKAGES = {

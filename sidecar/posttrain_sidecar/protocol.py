@@ -50,6 +50,18 @@ STAGE_REQUEST = "stage.request"
 STAGE_RESULT = "stage.result"
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
+# ``ping {}``: the I/O thread answers ``pong {}`` with ``re`` = the ping id (RTT probe).
+PING = "ping"
+PONG = "pong"
+# ``preflight {config, stages, data}``: answered with ``preflight.result {ok, problems}``.
+PREFLIGHT = "preflight"
+PREFLIGHT_RESULT = "preflight.result"
+
+# The message catalogue: every type each side sends. The controller's twin is the INCOMING and
+# OUTGOING tables of src/bridge/protocol.ts; tests/pipeline/message-catalogue.test.ts compares them.
+SIDECAR_SENDS = (HELLO, HEARTBEAT, PONG, EVENT_STATE, EVENT_METRIC, EVENT_METRICS, EVENT_LOG, EVENT_CHECKPOINT,
+                 STAGE_RESULT, PREFLIGHT_RESULT)
+CONTROLLER_SENDS = (HELLO_ACK, STAGE_REQUEST, CANCEL, SHUTDOWN, PING, PREFLIGHT)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RESULT_STATUSES = ("ok", "error", "cancelled")

@@ -102,6 +102,20 @@ export const INCOMING = {
 } as const;
 export type IncomingType = keyof typeof INCOMING;
 
+/** Everything the sidecar may send: INCOMING plus `event.metrics` (decoded by hand, see decode()).
+ * The sidecar's twin is SIDECAR_SENDS in sidecar/posttrain_sidecar/protocol.py; a test compares them. */
+export const SIDECAR_SENDS: readonly string[] = [...Object.keys(INCOMING), 'event.metrics'];
+
+/** Message types the controller sends (the sidecar's CONTROLLER_SENDS). */
+export const OUTGOING = {
+  helloAck: 'hello.ack',
+  stageRequest: 'stage.request',
+  cancel: 'cancel',
+  shutdown: 'shutdown',
+  ping: 'ping',
+  preflight: 'preflight',
+} as const;
+
 export type Hello = z.infer<typeof HelloBody>;
 export type StateEvent = z.infer<typeof StateBody>;
 export type MetricEvent = z.infer<typeof MetricBody>;

@@ -21,6 +21,7 @@ import {
   MAX_MESSAGE_BYTES,
   type MetricEvent,
   newKey,
+  OUTGOING,
   type PreflightResult,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -182,7 +183,7 @@ export class Sidecar {
     }
     if (!compatible(this.hello.protocol)) throw new ProtocolMismatchError(this.hello.protocol, PROTOCOL_VERSION);
     // `protocol` (1.1+) tells the sidecar it may send event.metrics; an older sidecar ignores it.
-    await this.send('hello.ack', { heartbeat_interval_s: this.spec.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
+    await this.send(OUTGOING.helloAck, { heartbeat_interval_s: this.spec.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
     this.lastSeen = Date.now();
     this.lastTick = Date.now();
     this.watchdog = setInterval(() => this.checkHeartbeat(), this.watchdogMs);
@@ -194,7 +195,7 @@ export class Sidecar {
     if (this.pending) return Promise.reject(new Error(`stage ${this.pending.stage} is still running`));
     return new Promise<StageResult>((resolve, reject) => {
       // Register before sending: the first events can arrive before send() resolves.
-      const { frames, id } = encode(this.key, this.session, 'stage.request', { ...request });
+      const { frames, id } = encode(this.key, this.session, OUTGOING.stageRequest, { ...request });
       this.pending = { id, stage: request.stage, handlers, resolve, reject };
       this.sendFrames(frames).catch((e: Error) => {
         this.pending = undefined;
@@ -211,7 +212,7 @@ export class Sidecar {
     if (this.failure) return Promise.reject(this.failure);
     const peer = this.peer;
     if (peer === undefined) return Promise.reject(new Error('sidecar has not said hello'));
-    const { frames, id } = encode(this.key, this.session, 'ping', {});
+    const { frames, id } = encode(this.key, this.session, OUTGOING.ping, {});
     return new Promise<number>((resolve, reject) => {
       const t0 = performance.now();
       const timer = setTimeout(() => {
@@ -237,7 +238,7 @@ export class Sidecar {
   preflight(config: unknown, stages: readonly string[], timeoutMs = 180_000, data: Record<string, string> = {}): Promise<PreflightResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.peer === undefined) return Promise.reject(new Error('sidecar has not said hello'));
-    const { frames, id } = encode(this.key, this.session, 'preflight', { config, stages: [...stages], data });
+    const { frames, id } = encode(this.key, this.session, OUTGOING.preflight, { config, stages: [...stages], data });
     return new Promise<PreflightResult>((resolve, reject) => {
       // Registered before sending, like a stage request.
       const timer = setTimeout(() => {
@@ -255,7 +256,7 @@ export class Sidecar {
 
   /** Ask the running stage to stop at the next step boundary (it saves a checkpoint). */
   cancel(): void {
-    void this.send('cancel', {}).catch(() => undefined);
+    void this.send(OUTGOING.cancel, {}).catch(() => undefined);
   }
 
   get alive(): boolean {
@@ -270,7 +271,7 @@ export class Sidecar {
   async shutdown(graceS = 10): Promise<void> {
     if (this.closing) return this.finish();
     this.closing = true;
-    if (this.alive && this.peer) await this.send('shutdown', {}).catch(() => undefined);
+    if (this.alive && this.peer) await this.send(OUTGOING.shutdown, {}).catch(() => undefined);
     await this.stopProcess(graceS);
     await this.finish();
   }
