@@ -118,22 +118,18 @@ export function pendingStage(): StageRecord {
  */
 export const RUN_DIR_MODE = 0o700;
 
-function mkdir(dir: string, recursive: boolean, mode?: number): void {
-  makeDir(dir, { recursive, ...(mode === undefined || recursive ? {} : { mode }) });
-}
-
 /** Create the run folder (and `data/`, `stages/`) and its run.json: status running, stages pending. */
 export function createRun(runsDir: string, init: RunInit): { dir: string; record: RunRecord } {
   const { id: wanted, ...rest } = init;
   if (wanted !== undefined && !isValidRunId(wanted)) {
     throw new UsageError(`Invalid run id "${wanted}".`, 'use letters, digits, ".", "_" and "-" only, not starting with "." or "-"');
   }
-  mkdir(runsDir, true);
+  makeDir(runsDir);
   let id = wanted ?? newRunId();
   let dir = runDir(runsDir, id);
   for (let attempt = 0; ; attempt++) {
     try {
-      mkdir(dir, false, RUN_DIR_MODE);
+      makeDir(dir, { recursive: false, mode: RUN_DIR_MODE });
       break;
     } catch (err) {
       if (fsErrorCode(err) !== 'EEXIST') throw err;
@@ -160,8 +156,8 @@ export function createRun(runsDir: string, init: RunInit): { dir: string; record
     config: rest.config,
   };
   try {
-    mkdir(path.join(dir, 'data'), false);
-    mkdir(path.join(dir, 'stages'), false);
+    makeDir(path.join(dir, 'data'), { recursive: false });
+    makeDir(path.join(dir, 'stages'), { recursive: false });
     writeJsonAtomic(path.join(dir, RUN_FILE), record);
   } catch (err) {
     fs.rmSync(dir, { recursive: true, force: true }); // no half-made run folders

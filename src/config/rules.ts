@@ -118,13 +118,10 @@ const rules: Rule[] = [
     const selected = new Set(c.runtime.stages);
     // Every data target of every stage, from the catalogue (data/targets.ts).
     for (const target of DATA_TARGET_NAMES) {
-      const { stage } = DATA_TARGETS[target];
-      if (selected.has(stage)) need(`data.${target}.path`, sourceOf(c, target).path, stage);
-    }
-    for (const target of DATA_TARGET_NAMES) {
       const p = `data.${target}`;
       const s = sourceOf(c, target);
-      const kind = DATA_TARGETS[target].kind;
+      const { kind, stage } = DATA_TARGETS[target];
+      if (selected.has(stage)) need(`${p}.path`, s.path, stage);
       const fields = DATA_KINDS[kind].fields;
       for (const target of Object.keys(s.columns)) {
         if (fields !== null && !(fields as readonly string[]).includes(target)) {

@@ -115,15 +115,17 @@ const dataSource = (kind: DataKind, maxLength: number | null = null) =>
 
 export const SftDataSchema = dataSource('sft', 1024);
 export const PreferenceDataSchema = dataSource('preference');
+/** Preference pairs a trainer tokenizes whole (DPO, ORPO, SimPO, KTO): 1024 tokens unless set. */
+const PairDataSchema = dataSource('preference', 1024);
 export const PromptDataSchema = dataSource('prompt');
 export type DataSourceConfig = z.infer<typeof SftDataSchema> | z.infer<typeof PreferenceDataSchema> | z.infer<typeof PromptDataSchema>;
 
 export const DataSchema = z.strictObject({
   sft: SftDataSchema.prefault({}),
-  dpo: dataSource('preference', 1024).prefault({}),
-  orpo: dataSource('preference', 1024).prefault({}).describe('Preference pairs for ORPO.'),
-  simpo: dataSource('preference', 1024).prefault({}).describe('Preference pairs for SimPO.'),
-  kto: dataSource('preference', 1024).prefault({}).describe('Preference pairs; TRL\'s KTOTrainer unpairs them (chosen: desirable, rejected: undesirable).'),
+  dpo: PairDataSchema.prefault({}),
+  orpo: PairDataSchema.prefault({}).describe('Preference pairs for ORPO.'),
+  simpo: PairDataSchema.prefault({}).describe('Preference pairs for SimPO.'),
+  kto: PairDataSchema.prefault({}).describe('Preference pairs; TRL\'s KTOTrainer unpairs them (chosen: desirable, rejected: undesirable).'),
   grpo: PromptDataSchema.prefault({}),
   rlhf: z
     .strictObject({

@@ -61,10 +61,10 @@ export function freeBytesAt(path: string): { at: string; free: number } {
 }
 
 /** Can a folder be made in the runs folder (a real write: access() misses a read-only mount for
- * some users), and the mode of each run folder in it. */
-export function runsFolderFacts(runsDir: string): RunsFolderFacts {
+ * some users), and the mode of each run folder in it. `at`: the runs folder's nearest existing
+ * ancestor (freeBytesAt's), where a missing one would be made. */
+export function runsFolderFacts(runsDir: string, at: string): RunsFolderFacts {
   if (!existsSync(runsDir)) {
-    const { at } = freeBytesAt(runsDir);
     try {
       accessSync(at, constants.W_OK);
     } catch (e) {
@@ -118,7 +118,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   }
   const runsDir = resolve(opts.cwd, opts.runsDir);
   const { at, free } = freeBytesAt(runsDir);
-  checks.push(checkDisk(at, free), checkRunsFolder(runsDir, runsFolderFacts(runsDir)), checkTransport(planTransport(opts.env)), checkSmokeModel());
+  checks.push(checkDisk(at, free), checkRunsFolder(runsDir, runsFolderFacts(runsDir, at)), checkTransport(planTransport(opts.env)), checkSmokeModel());
   return { ok: checks.every((c) => c.status !== 'fail'), python, checks };
 }
 

@@ -136,15 +136,16 @@ export class HealthMonitor {
   }
 
   private rewardNonfinite(_step: number, values: Values, raise: Raise): void {
-    const bad = Object.entries(values).find(([k, v]) => /^rewards\/.+\/nonfinite$/.test(k) && num(v) && v > 0);
-    if (!bad || !num(bad[1])) return;
-    const [k, v] = [bad[0], bad[1]];
-    const fn = k.slice('rewards/'.length, -'/nonfinite'.length);
-    raise(
-      'reward_nonfinite',
-      `${k} is ${fmt(v)}: reward function ${fn} returned NaN or inf for ${pct(v)} of completions (dropped, as if it returned None); the sidecar's warning above names the first one.`,
-      `fix the function in stages.grpo.reward_funcs to return finite numbers (None where it does not apply), or set monitor.reward_nonfinite.fatal false to train on the other rewards.`,
-    );
+    for (const [k, v] of Object.entries(values)) {
+      const fn = /^rewards\/(.+)\/nonfinite$/.exec(k)?.[1];
+      if (fn === undefined || !num(v) || v <= 0) continue;
+      raise(
+        'reward_nonfinite',
+        `${k} is ${fmt(v)}: reward function ${fn} returned NaN or inf for ${pct(v)} of completions (dropped, as if it returned None); the sidecar's warning above names the first one.`,
+        `fix the function in stages.grpo.reward_funcs to return finite numbers (None where it does not apply), or set monitor.reward_nonfinite.fatal false to train on the other rewards.`,
+      );
+      return;
+    }
   }
 
   private rewardStdZero(step: number, values: Values, raise: Raise): void {

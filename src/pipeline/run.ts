@@ -178,7 +178,7 @@ export async function runStage(cmd: StageCommand, io: CliIO, interrupt: Interrup
     }
     record = updateRun(dir, (r) => {
       r.status = 'running';
-      if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => order(a) - order(b));
+      if (!r.stages_selected.includes(cmd.stage)) r.stages_selected = [...r.stages_selected, cmd.stage].sort((a, b) => stageOrder(a) - stageOrder(b));
     });
     progress.runStart({ runId: record.id, runDir: dir, stages: [cmd.stage], resume: true });
     start();
@@ -245,8 +245,6 @@ async function underLock(dir: string, what: string, progress: Progress, body: (s
     if (started) progress.runEnd({ runDir: dir, status });
   }
 }
-
-const order = stageOrder;
 
 function statusFor(e: unknown): RunStatus {
   return e instanceof InterruptedError ? 'interrupted' : 'failed';

@@ -6,14 +6,11 @@
 //
 // Each stage's config schema stays in config/schema.ts (zod builds the whole config there) keyed
 // by these names, so a stage missing there is a type error.
-import type { HealthRule } from '../config/schema.js';
+import type { DataKind, HealthRule } from '../config/schema.js';
 
 /** Pipeline order: a stage trains on the adapter of the nearest earlier stage the run selected. */
 export const STAGES = ['sft', 'orpo', 'dpo', 'kto', 'simpo', 'grpo', 'rlhf'] as const;
 export type StageName = (typeof STAGES)[number];
-
-/** Kinds of data rows (config/schema.ts DATA_KINDS gives each kind's formats and fields). */
-export type DataKindName = 'sft' | 'preference' | 'prompt';
 
 /** RLHF trains a reward model, then a policy against it. */
 export type Phase = 'reward_model' | 'policy';
@@ -22,11 +19,9 @@ export interface StageEntry {
   /** Runs when runtime.stages is not set (the classic chain); others are chosen with --stages. */
   byDefault: boolean;
   /** Data targets the stage reads (`data.<target>` in the config, `posttrain validate <target>`) → row kind. */
-  data: Readonly<Record<string, DataKindName>>;
+  data: Readonly<Record<string, DataKind>>;
   /** Config prefix of the trainer a hint names (for RLHF: its policy phase). */
   trainer: string;
-  /** Generates completions online and scores them (GRPO-style): the policy health rules apply. */
-  online: boolean;
   /** The health rules (pipeline/health.ts) that watch this stage's metrics. */
   health: readonly HealthRule[];
   /** Metric keys worth a glance in the live view and `show`, in the order shown. */
@@ -44,7 +39,6 @@ export const STAGE_CATALOGUE = {
     byDefault: true,
     data: { sft: 'sft' },
     trainer: 'stages.sft',
-    online: false,
     health: ['nan_loss'],
     live: ['train/loss'],
     report: ['train/loss'],
@@ -56,7 +50,6 @@ export const STAGE_CATALOGUE = {
     byDefault: false,
     data: { orpo: 'preference' },
     trainer: 'stages.orpo',
-    online: false,
     health: ['nan_loss'],
     live: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
     report: ['train/loss', 'train/nll_loss', 'rewards/margins', 'rewards/accuracies'],
@@ -66,7 +59,6 @@ export const STAGE_CATALOGUE = {
     byDefault: true,
     data: { dpo: 'preference' },
     trainer: 'stages.dpo',
-    online: false,
     health: ['nan_loss', 'dpo_accuracy_stuck'],
     live: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
     report: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
@@ -78,7 +70,6 @@ export const STAGE_CATALOGUE = {
     byDefault: false,
     data: { kto: 'preference' },
     trainer: 'stages.kto',
-    online: false,
     health: ['nan_loss'],
     live: ['train/loss', 'rewards/margins', 'train/kl'],
     report: ['train/loss', 'rewards/chosen', 'rewards/margins', 'train/kl'],
@@ -90,7 +81,6 @@ export const STAGE_CATALOGUE = {
     byDefault: false,
     data: { simpo: 'preference' },
     trainer: 'stages.simpo',
-    online: false,
     health: ['nan_loss'],
     live: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
     report: ['train/loss', 'rewards/margins', 'rewards/accuracies'],
@@ -100,7 +90,6 @@ export const STAGE_CATALOGUE = {
     byDefault: true,
     data: { grpo: 'prompt' },
     trainer: 'stages.grpo',
-    online: true,
     health: [...POLICY_RULES, 'reward_nonfinite'],
     live: ['train/reward', 'train/kl'],
     report: ['train/reward', 'train/kl', 'completions/clipped_ratio'],
@@ -110,7 +99,6 @@ export const STAGE_CATALOGUE = {
     byDefault: true,
     data: { 'rlhf.preferences': 'preference', 'rlhf.prompts': 'prompt' },
     trainer: 'stages.rlhf.policy',
-    online: true,
     health: POLICY_RULES,
     live: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
     report: ['rm/train/loss', 'rm/eval/accuracy', 'train/reward', 'train/kl'],
