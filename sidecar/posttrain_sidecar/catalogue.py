@@ -16,30 +16,37 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "handler": "posttrain_sidecar.stages.sft:run",
         "trl": {"trainer": "SFTTrainer", "config": "SFTConfig"},
         "sections": {"stages.sft": "SFTConfig"},
+        # Offline stages: sequences through the model per row, and whether a frozen reference
+        # adapter is kept (memory.estimate_stage reads this; online stages have their own model).
+        "memory": {"sequences": 1, "reference": False},
         "data": {"sft": "sft"},
     },
     "orpo": {
         "handler": "posttrain_sidecar.stages.orpo:run",
         "trl": {"trainer": "trl.experimental.orpo:ORPOTrainer", "config": "trl.experimental.orpo:ORPOConfig"},
         "sections": {"stages.orpo": "trl.experimental.orpo:ORPOConfig"},
+        "memory": {"sequences": 2, "reference": False},  # chosen and rejected together, no reference
         "data": {"orpo": "preference"},
     },
     "dpo": {
         "handler": "posttrain_sidecar.stages.dpo:run",
         "trl": {"trainer": "DPOTrainer", "config": "DPOConfig"},
         "sections": {"stages.dpo": "DPOConfig"},
+        "memory": {"sequences": 2, "reference": True},
         "data": {"dpo": "preference"},
     },
     "kto": {
         "handler": "posttrain_sidecar.stages.kto:run",
         "trl": {"trainer": "KTOTrainer", "config": "KTOConfig"},
         "sections": {"stages.kto": "KTOConfig"},
+        "memory": {"sequences": 2, "reference": True},  # each completion and its mismatched KL completion
         "data": {"kto": "preference"},
     },
     "simpo": {
         "handler": "posttrain_sidecar.stages.simpo:run",
         "trl": {"trainer": "trl.experimental.cpo:CPOTrainer", "config": "trl.experimental.cpo:CPOConfig"},
         "sections": {"stages.simpo": "trl.experimental.cpo:CPOConfig"},
+        "memory": {"sequences": 2, "reference": False},
         "data": {"simpo": "preference"},
     },
     "grpo": {
@@ -89,13 +96,14 @@ def trainer_sections(stage: str, config: dict) -> list[tuple[str, str]]:
     for section, cls in CATALOGUE[stage]["sections"].items():
         if isinstance(cls, dict):
             (key, choices), = cls.items()
-            value = _at(config, section).get(key)
+            value = section_of(config, section).get(key)
             cls = choices.get(value, next(iter(choices.values())))
         out.append((section, cls))
     return out
 
 
-def _at(config: dict, dotted: str) -> dict:
+def section_of(config: dict, dotted: str) -> dict:
+    """The config map at a dotted section (``stages.rlhf.policy``); {} when it is not there."""
     cur: Any = config
     for k in dotted.split("."):
         cur = cur.get(k) if isinstance(cur, dict) else None

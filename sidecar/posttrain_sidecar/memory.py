@@ -16,7 +16,9 @@ What is counted (each part is one key of ``Estimate.parts``):
                Linear layers only; posttrain does not upcast them to float32, see modeling.py).
   adapter      the LoRA matrices of every targeted linear (r * (in + out) each), kept in float32
                by peft, with their gradients and AdamW's two moments: 16 bytes per parameter.
-               DPO/GRPO/RLHF add TRL's frozen "ref" copy of the adapter (4 bytes per parameter).
+               DPO, KTO, GRPO and RLHF add TRL's frozen "ref" copy of the adapter (4 bytes per
+               parameter). For the offline stages the catalogue says which keep one, and how many
+               sequences a row puts through the model (catalogue.py ``memory``).
   activations  what the backward pass needs, per token and layer (element counts below), times
                the micro-batch's tokens. With gradient checkpointing only each layer's input is
                kept, plus one layer's activations while it is recomputed.
@@ -46,7 +48,7 @@ kv = kv_heads * head_dim, i intermediate):
 
 A stage's peak is the largest of its phases (RLHF: reward model, then policy); a phase's peak is
 its resident parts plus its largest transient (a training micro-batch, or generation). Lengths the
-config leaves open are assumed (1024 tokens for SFT/DPO sequences as the stages default to, 512 for
+config leaves open are assumed (1024 tokens for offline stages' sequences, their default, 512 for
 unbounded prompts, named in ``Estimate.assumptions``) so that the number is a bound a user can act
 on: every knob that lowers it is listed by ``knobs()``.
 """
@@ -259,15 +261,13 @@ def estimate_stage(model_cfg: dict[str, Any], config: dict[str, Any], stage: str
             e.parts["generation"] = kv_cache + sampling
         return e
 
-    if stage == "sft":
-        seq = _length(data["sft"].get("max_length"), DEFAULT_SEQ, "data.sft.max_length", assumptions)
-        return _finish(train(base(), int(st["sft"]["batch_size"]), seq))
-    if stage in ("dpo", "kto", "orpo", "simpo"):
+    offline = offline_memory(stage)
+    if offline is not None:
+        # The catalogue says how many sequences a row puts through the model (DPO, ORPO, SimPO:
+        # chosen and rejected together; KTO: a completion and its KL completion) and whether a
+        # frozen reference adapter is kept.
         seq = _length(data[stage].get("max_length"), DEFAULT_SEQ, f"data.{stage}.max_length", assumptions)
-        # DPO/ORPO/SimPO: chosen and rejected go through the model together; KTO: each completion
-        # and its mismatched KL completion. Either way 2 * batch_size sequences. ORPO and SimPO
-        # have no reference model.
-        return _finish(train(base(ref=stage in ("dpo", "kto")), 2 * int(st[stage]["batch_size"]), seq))
+        return _finish(train(base(ref=offline["reference"]), offline["sequences"] * int(st[stage]["batch_size"]), seq))
     if stage == "grpo":
         return _finish(online(base(ref=float(st["grpo"]["beta"]) > 0), st["grpo"], data["grpo"], "grpo"))
     if stage == "rlhf":
@@ -282,13 +282,20 @@ def estimate_stage(model_cfg: dict[str, Any], config: dict[str, Any], stage: str
     raise ValueError(f"no memory model for stage {stage!r}")
 
 
+def offline_memory(stage: str) -> dict[str, Any] | None:
+    """The catalogue's memory model of an offline stage, or None (GRPO, RLHF: modelled here)."""
+    from .catalogue import CATALOGUE
+
+    return (CATALOGUE.get(stage) or {}).get("memory")
+
+
 def knobs(config: dict[str, Any], stage: str, mode: str, checkpointing: bool) -> list[str]:
     """The settings that lower a stage's estimate, with their current values (for the refusal)."""
     st = config["stages"]
     key = "stages.rlhf.policy" if stage == "rlhf" else f"stages.{stage}"
     cfg = st["rlhf"]["policy"] if stage == "rlhf" else st[stage]
     out = [f"{key}.batch_size {cfg['batch_size']} (raise {key}.grad_accum to keep the effective batch)"]
-    if stage in ("sft", "dpo", "kto", "orpo", "simpo"):
+    if offline_memory(stage) is not None:
         out.append(f"data.{stage}.max_length {config['data'][stage].get('max_length')}")
     else:
         out.append(f"{key}.max_completion_length {cfg['max_completion_length']}")

@@ -94,7 +94,9 @@ def _short(e: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def check_model(config: dict) -> list[Problem]:
+def check_model(config: dict, loaded: dict[str, Any] | None = None) -> list[Problem]:
+    """The model config and tokenizer load (locally, no network). ``loaded`` (optional) receives
+    the tokenizer as ``loaded["tokenizer"]``, so later checks do not load it again."""
     model = config.get("model") or {}
     model_id = model.get("id")
     if not isinstance(model_id, str) or not model_id:
@@ -134,7 +136,9 @@ def check_model(config: dict) -> list[Problem]:
     try:
         from transformers import AutoTokenizer
 
-        AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=trust, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=trust, local_files_only=True)
+        if loaded is not None:
+            loaded["tokenizer"] = tokenizer
     except Exception as e:  # noqa: BLE001
         out.append(problem(None, "tokenizer_failed", f"cannot load a tokenizer for {model_id} from {where}: {_short(e)}",
                            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or copy its tokenizer files there.",
@@ -147,14 +151,17 @@ CHAT_TARGETS = {"sft": "sft"}
 SHOWN_ROWS = 20
 
 
-def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], *, tokenizer: Any = None) -> list[Problem]:
+def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], tokenizer: Any) -> list[Problem]:
     """Render every conversational row of the selected stages through the model's chat template,
     the way the stage will, and report the rows it refuses (a strict template raises on roles out
     of order: user, user, assistant), with ``data: {target, rows: [{row, roles, reason}]}`` (row:
     0-based in the run's copy; the controller turns it into file:line). Also: a conversational file
     for a tokenizer without a chat template, and assistant-only loss with a template that does not
-    mark assistant turns (``{% generation %}``), which TRL refuses only once training starts."""
+    mark assistant turns (``{% generation %}``), which TRL refuses only once training starts.
+    ``tokenizer``: the one check_model loaded; None (it did not load) skips the check."""
     out: list[Problem] = []
+    if tokenizer is None:
+        return out
     for stage in stages:
         target = CHAT_TARGETS.get(stage)
         path = data.get(target) if target else None
@@ -169,17 +176,7 @@ def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], *
                         convos.append((i, row["messages"]))
         if not convos:
             continue
-        tok = tokenizer
-        if tok is None:
-            try:
-                from transformers import AutoTokenizer
-
-                model = config.get("model") or {}
-                tok = AutoTokenizer.from_pretrained(model["id"], revision=model.get("revision") or None,
-                                                    trust_remote_code=bool(model.get("trust_remote_code")), local_files_only=True)
-            except Exception:  # noqa: BLE001 - check_model reports a tokenizer that does not load
-                continue
-        template = getattr(tok, "chat_template", None)
+        template = getattr(tokenizer, "chat_template", None)
         if not template:
             out.append(problem(stage, "chat_template_missing",
                                f"data.{target} holds conversations (messages), but the tokenizer of {config['model']['id']} has no chat template to render them",
@@ -188,7 +185,7 @@ def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], *
         bad = []
         for i, messages in convos:
             try:
-                tok.apply_chat_template(messages, tokenize=False)
+                tokenizer.apply_chat_template(messages, tokenize=False)
             except Exception as e:  # noqa: BLE001 - jinja's raise_exception, or a KeyError in the template
                 roles = ", ".join(str(m.get("role")) if isinstance(m, dict) else "?" for m in messages)
                 bad.append({"row": i, "roles": roles, "reason": _short(e, 200)})
@@ -201,7 +198,7 @@ def check_chat_rows(config: dict, stages: Sequence[str], data: dict[str, str], *
                                "turn first), or use a model whose template accepts them.",
                                data={"target": target, "rows": bad[:SHOWN_ROWS], "count": len(bad)}))
         train = ((config.get("stages") or {}).get(stage) or {})
-        if train.get("completion_only_loss") and not _training_template_ok(tok):
+        if train.get("completion_only_loss") and not _training_template_ok(tokenizer):
             out.append(problem(stage, "chat_template_no_generation",
                                f"stages.{stage}.completion_only_loss is true, so conversations train on assistant turns only, but the chat "
                                f"template of {config['model']['id']} does not mark them ({{% generation %}}) and TRL has no patched "
@@ -227,18 +224,17 @@ def _training_template_ok(tok: Any) -> bool:
 def check_trainer_args(config: dict, stages: Sequence[str]) -> list[Problem]:
     """Every ``stages.<s>.trainer_args`` of a selected stage against its TRL config dataclass
     (trainer_args.problems, which the stage applies again when it builds its config)."""
-    from .catalogue import CATALOGUE, _at, trainer_sections, trl_class
+    from .catalogue import CATALOGUE, section_of, trainer_sections, trl_class
+    from .trainer_args import problems as arg_problems
 
     out: list[Problem] = []
     for stage in stages:
         if stage not in CATALOGUE:
             continue
         for section, cls_name in trainer_sections(stage, config):
-            args = _at(config, section).get("trainer_args")
+            args = section_of(config, section).get("trainer_args")
             if not args:
                 continue
-            from .trainer_args import problems as arg_problems
-
             for path, message in arg_problems(section, trl_class(cls_name), args):
                 out.append(problem(stage, "bad_trainer_args", f"{path}: {message}",
                                    f"Fix or remove {path}; `posttrain config --preset …` shows the resolved config."))
@@ -439,12 +435,13 @@ def check(body: dict, known_stages: Iterable[str]) -> list[Problem]:
     out = check_stages(stages, known_stages)
     out += check_runtime(config, stages)
     out += check_integrations(config, python=sys.executable)
-    out += check_model(config)
+    loaded: dict[str, Any] = {}
+    out += check_model(config, loaded)
     out += check_rewards(config, stages)
     out += check_trainer_args(config, stages)
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     if not any(p["severity"] == "error" for p in out):
-        out += check_chat_rows(config, stages, {k: v for k, v in data.items() if isinstance(v, str)})
+        out += check_chat_rows(config, stages, {k: v for k, v in data.items() if isinstance(v, str)}, loaded.get("tokenizer"))
     if not any(p["severity"] == "error" for p in out):
         out += check_memory(config, [s for s in stages if s in set(known_stages)])
     return out
